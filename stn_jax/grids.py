@@ -1,0 +1,315 @@
+"""Grid generators T_theta(G): where each output pixel samples the input.
+
+Conventions (shared by the whole package, and equal to PyTorch's
+`torch.nn.functional.affine_grid`):
+
+* A 2D grid is `[h, w, 2]`; `grid[i, j] = (x, y)` is the SOURCE position
+  (in the input image) of output pixel row `i`, column `j`. A 3D grid is
+  `[d, h, w, 3]` of (x, y, z). The mapping goes from output to input.
+* Coordinates are normalised: -1 and +1 are the edges of the image. With
+  `align_corners=True` they are the centres of the corner pixels (the paper's
+  `linspace(-1, 1, n)` target grid); with `align_corners=False` they are the
+  outer edges of the corner pixels, so pixel `i` of `n` has centre
+  `(2 i + 1) / n - 1`.
+* Every function builds the grid of ONE example; batch with `jax.vmap`.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stn_jax import _checks
+
+# Where `projective_grid` sends an output point whose homogeneous coordinate
+# w is <= _W_EPS (a point "behind the camera", or at infinity): a fixed
+# position well outside the image in normalised units, so that zero padding
+# reads zeros there. Its gradient w.r.t. the transform is exactly zero.
+PROJECTIVE_OUTSIDE = -4.0
+_W_EPS = 1e-6
+
+
+def _normalized_centres(n: int, align_corners: bool) -> np.ndarray:
+  """Normalised coordinates of the centres of `n` pixels (torch's convention)."""
+  if n == 1:
+    return np.zeros((1,), np.float64)
+  centres = np.linspace(-1.0, 1.0, n)
+  if not align_corners:
+    centres = centres * (n - 1) / n
+  return centres
+
+
+def base_grid(shape, *, align_corners: bool = False) -> jnp.ndarray:
+  """The identity grid in homogeneous coordinates.
+
+  Args:
+    shape: `(h, w)` for a 2D grid or `(d, h, w)` for a 3D grid.
+    align_corners: normalisation convention (see module docstring).
+
+  Returns:
+    float32 `[h, w, 3]` of (x, y, 1) or `[d, h, w, 4]` of (x, y, z, 1).
+  """
+  if len(shape) not in (2, 3):
+    raise ValueError(f"`shape` must be (h, w) or (d, h, w), got {shape!r}.")
+  shape = _checks.check_output_shape("shape", shape, len(shape))
+  axes = [_normalized_centres(n, align_corners) for n in shape]
+  # meshgrid in (…, y, x) order; coordinates are stored as (x, y[, z]).
+  mesh = np.meshgrid(*axes, indexing="ij")
+  coords = list(mesh[::-1]) + [np.ones(shape)]
+  return jnp.asarray(np.stack(coords, axis=-1), jnp.float32)
+
+
+def _as_float(x) -> jnp.ndarray:
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = x.astype(jnp.float32)
+  return x
+
+
+def affine_grid(theta, shape, *, align_corners: bool = False) -> jnp.ndarray:
+  """Affine grid: source (x, y) = theta @ (x_t, y_t, 1).
+
+  Equals `torch.nn.functional.affine_grid(theta[None], (1, C, h, w),
+  align_corners)[0]`.
+
+  Args:
+    theta: `[2, 3]` affine matrix in normalised coordinates, mapping output
+      (target) points to input (source) points.
+    shape: `(h, w)` of the output grid.
+    align_corners: normalisation convention (see module docstring).
+
+  Returns:
+    `[h, w, 2]` grid of (x, y) source coordinates, dtype of theta (float32 for
+    integer input).
+  """
+  theta = _as_float(theta)
+  _checks.check_shape("theta", theta, (2, 3), "(a 2x3 affine matrix)")
+  shape = _checks.check_output_shape("shape", shape, 2)
+  base = base_grid(shape, align_corners=align_corners).astype(theta.dtype)
+  return jnp.einsum("hwk,ck->hwc", base, theta,
+                    precision=jax.lax.Precision.HIGHEST)
+
+
+def affine_grid_3d(theta, shape, *, align_corners: bool = False) -> jnp.ndarray:
+  """3D affine grid: source (x, y, z) = theta @ (x_t, y_t, z_t, 1).
+
+  Equals `torch.nn.functional.affine_grid(theta[None], (1, C, d, h, w),
+  align_corners)[0]`.
+
+  Args:
+    theta: `[3, 4]` affine matrix in normalised coordinates (output -> input).
+    shape: `(d, h, w)` of the output grid.
+    align_corners: normalisation convention (see module docstring).
+
+  Returns:
+    `[d, h, w, 3]` grid of (x, y, z) source coordinates.
+  """
+  theta = _as_float(theta)
+  _checks.check_shape("theta", theta, (3, 4), "(a 3x4 affine matrix)")
+  shape = _checks.check_output_shape("shape", shape, 3)
+  base = base_grid(shape, align_corners=align_corners).astype(theta.dtype)
+  return jnp.einsum("dhwk,ck->dhwc", base, theta,
+                    precision=jax.lax.Precision.HIGHEST)
+
+
+def attention_params_to_affine(params) -> jnp.ndarray:
+  """(s, tx, ty) `[3]` -> the affine `[2, 3]` [[s, 0, tx], [0, s, ty]]."""
+  params = _as_float(params)
+  _checks.check_shape("params", params, (3,), "(scale, tx, ty)")
+  s, tx, ty = params[0], params[1], params[2]
+  zero = jnp.zeros_like(s)
+  return jnp.stack([jnp.stack([s, zero, tx]), jnp.stack([zero, s, ty])])
+
+
+def attention_grid(params, shape, *, align_corners: bool = False) -> jnp.ndarray:
+  """The paper's attention transform: isotropic scale plus translation.
+
+  Args:
+    params: `[3]` = (s, tx, ty); theta = [[s, 0, tx], [0, s, ty]].
+    shape: `(h, w)` of the output grid.
+    align_corners: normalisation convention (see module docstring).
+
+  Returns:
+    `[h, w, 2]` grid of (x, y) source coordinates.
+  """
+  return affine_grid(attention_params_to_affine(params), shape,
+                     align_corners=align_corners)
+
+
+def projective_matrix(h) -> jnp.ndarray:
+  """Returns the `[3, 3]` matrix of `h` given as `[3, 3]` or `[8]` (h33 = 1)."""
+  h = _as_float(h)
+  if h.shape == (8,):
+    return jnp.concatenate([h, jnp.ones((1,), h.dtype)]).reshape(3, 3)
+  if h.shape == (3, 3):
+    return h
+  raise ValueError(
+      "`h` must have shape [3, 3] (a homography) or [8] (its first 8 "
+      f"row-major entries, h33 = 1), got shape {list(h.shape)}.")
+
+
+def projective_grid(h, shape, *, align_corners: bool = False) -> jnp.ndarray:
+  """Plane projective grid: (x, y) = (u / w, v / w), (u, v, w) = H (x_t, y_t, 1).
+
+  Output points whose homogeneous coordinate w is <= 1e-6 (points at or behind
+  the horizon of the transform) map to `(PROJECTIVE_OUTSIDE,
+  PROJECTIVE_OUTSIDE)` = (-4, -4), outside the image, with zero gradient; no
+  value or gradient is ever NaN or inf for finite `h`. (With zero padding they
+  read 0; with border or reflection padding, whatever those modes give at
+  (-4, -4).)
+
+  Args:
+    h: `[3, 3]` homography or `[8]` = its first 8 row-major entries (h33 = 1),
+      in normalised coordinates, output -> input.
+    shape: `(h, w)` of the output grid.
+    align_corners: normalisation convention (see module docstring).
+
+  Returns:
+    `[h, w, 2]` grid of (x, y) source coordinates.
+  """
+  matrix = projective_matrix(h)
+  shape = _checks.check_output_shape("shape", shape, 2)
+  base = base_grid(shape, align_corners=align_corners).astype(matrix.dtype)
+  hom = jnp.einsum("hwk,ck->hwc", base, matrix,
+                   precision=jax.lax.Precision.HIGHEST)
+  w = hom[..., 2:]
+  ok = w > _W_EPS
+  # Double `where`: the unselected branch must not divide by ~0, or its
+  # (discarded) inf would still poison the gradient.
+  safe_w = jnp.where(ok, w, jnp.ones_like(w))
+  return jnp.where(ok, hom[..., :2] / safe_w,
+                   jnp.full_like(hom[..., :2], PROJECTIVE_OUTSIDE))
+
+
+# ----------------------------------------------------------------- thin plate
+
+
+def tps_source_points(num_points: int) -> np.ndarray:
+  """The default TPS source points: a regular sqrt(K) x sqrt(K) lattice.
+
+  Args:
+    num_points: K, a perfect square >= 4.
+
+  Returns:
+    float32 numpy `[K, 2]` of (x, y) over [-1, 1]^2, row-major (y outer, x
+    inner): point k sits at column `k % n`, row `k // n`, n = sqrt(K); point 0
+    is (-1, -1), point K-1 is (1, 1).
+  """
+  n = int(round(np.sqrt(num_points))) if num_points > 0 else 0
+  if (not isinstance(num_points, (int, np.integer)) or n * n != num_points
+      or n < 2):
+    raise ValueError(
+        "`num_points` (K) must be a perfect square >= 4 for the default "
+        f"sqrt(K) x sqrt(K) lattice of TPS source points, got {num_points!r}.")
+  axis = np.linspace(-1.0, 1.0, n)
+  ys, xs = np.meshgrid(axis, axis, indexing="ij")
+  return np.stack([xs.ravel(), ys.ravel()], axis=-1).astype(np.float32)
+
+
+def _tps_kernel(d2, xp):
+  """U(r) = r^2 log r^2, with U(0) = 0; `d2` holds squared distances."""
+  safe = xp.where(d2 > 0, d2, 1.0)
+  return xp.where(d2 > 0, d2 * xp.log(safe), 0.0)
+
+
+def _tps_basis(targets, source, regularization, xp):
+  """`[N, K]` matrix B with grid = B @ control_points for N target points.
+
+  The TPS f(p) = sum_k w_k U(|p - p_k|) + a0 + a1 x + a2 y solves
+  L [w; a] = [c; 0] with L = [[U(P, P) + lambda I, Q], [Q^T, 0]], Q = [1 P].
+  So [w; a] = inv(L)[:, :K] c and f(targets) = [U(T, P) | 1 | T] inv(L)[:, :K] c,
+  a matrix that depends on the source points only, never on the control points.
+  """
+  k = source.shape[0]
+  d2 = ((source[:, None, :] - source[None, :, :]) ** 2).sum(-1)
+  ones = xp.ones((k, 1), source.dtype)
+  q = xp.concatenate([ones, source], axis=1)
+  top = xp.concatenate([_tps_kernel(d2, xp) + regularization * xp.eye(k), q], 1)
+  bottom = xp.concatenate([q.T, xp.zeros((3, 3), source.dtype)], axis=1)
+  system = xp.concatenate([top, bottom], axis=0)
+  # Solve for the first K columns of inv(L): L X = [I_K; 0].
+  rhs = xp.concatenate([xp.eye(k), xp.zeros((3, k))], axis=0).astype(
+      source.dtype)
+  coeff_map = xp.linalg.solve(system, rhs)  # [K + 3, K]
+  t2 = ((targets[:, None, :] - source[None, :, :]) ** 2).sum(-1)
+  tq = xp.concatenate([_tps_kernel(t2, xp),
+                       xp.ones((targets.shape[0], 1), targets.dtype),
+                       targets], axis=1)  # [N, K + 3]
+  return tq @ coeff_map
+
+
+@functools.lru_cache(maxsize=64)
+def _tps_basis_cached(shape, source_bytes, num_points, regularization,
+                      align_corners):
+  """The TPS basis for concrete source points, in float64, computed once."""
+  source = np.frombuffer(source_bytes, np.float64).reshape(num_points, 2)
+  # Exact float64 pixel centres, not float32-rounded ones.
+  axes = [_normalized_centres(n, align_corners) for n in shape]
+  ys, xs = np.meshgrid(*axes, indexing="ij")
+  targets = np.stack([xs.ravel(), ys.ravel()], axis=-1)
+  basis = _tps_basis(targets, source, regularization, np)
+  return np.asarray(basis, np.float32)
+
+
+def tps_grid(control_points, shape, *, source_points=None,
+             regularization: float = 0.0,
+             align_corners: bool = False) -> jnp.ndarray:
+  """Thin-plate-spline grid (kernel U(r) = r^2 log r^2, plus an affine part).
+
+  The spline maps each source point p_k (a position in the OUTPUT, normalised
+  coordinates) to its control point c_k (a position in the INPUT). With
+  `regularization=0` the warp passes exactly through every control point, and
+  control points equal to the source points give the identity grid.
+
+  The (K+3)x(K+3) system depends only on the source points, so for concrete
+  (non-traced) source points the whole linear map control points -> grid is a
+  `[h*w, K]` matrix computed once in float64 and cached; a call is then one
+  `[h*w, K] @ [K, 2]` product, and a vmapped batch holds no per-example kernel
+  values at all. Traced source points are solved per call.
+
+  Args:
+    control_points: `[K, 2]` of (x, y) input positions where the source points
+      land.
+    shape: `(h, w)` of the output grid.
+    source_points: `[K, 2]` of (x, y) output positions; default
+      `tps_source_points(K)`, a regular sqrt(K) x sqrt(K) lattice over
+      [-1, 1]^2 ordered row-major (y outer, x inner).
+    regularization: Python float lambda >= 0 added to the kernel's diagonal
+      (smoothing; 0 interpolates exactly).
+    align_corners: normalisation convention of the output grid.
+
+  Returns:
+    `[h, w, 2]` grid of (x, y) source coordinates.
+  """
+  control_points = _as_float(control_points)
+  _checks.check_shape("control_points", control_points, (None, 2),
+                      "(K points of (x, y))")
+  k = control_points.shape[0]
+  shape = _checks.check_output_shape("shape", shape, 2)
+  try:
+    regularization = float(regularization)
+  except TypeError as e:
+    raise ValueError("`regularization` must be a Python float >= 0, got "
+                     f"{regularization!r}.") from e
+  if not regularization >= 0:
+    raise ValueError(
+        f"`regularization` must be >= 0, got {regularization!r}.")
+  if source_points is None:
+    source_points = tps_source_points(k)
+  elif np.shape(source_points) != (k, 2):
+    raise ValueError(
+        f"`source_points` must have shape [{k}, 2] like `control_points`, "
+        f"got shape {list(np.shape(source_points))}.")
+  if isinstance(source_points, jax.core.Tracer):
+    targets = base_grid(shape, align_corners=align_corners)[..., :2]
+    source = _as_float(source_points)
+    basis = _tps_basis(targets.reshape(-1, 2).astype(source.dtype), source,
+                       regularization, jnp)
+  else:
+    source = np.asarray(source_points, np.float64)
+    basis = jnp.asarray(_tps_basis_cached(shape, source.tobytes(), k,
+                                          regularization, align_corners))
+  grid = jnp.matmul(basis.astype(control_points.dtype), control_points,
+                    precision=jax.lax.Precision.HIGHEST)
+  return grid.reshape(shape + (2,))
