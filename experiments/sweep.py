@@ -1,0 +1,140 @@
+r"""Runs a sweep of `stn_jax.main` training runs, resumably.
+
+    python -m experiments.sweep --sweep=configs/table1.py:quick \
+        --workdir_root=workdirs/table1 --results_dir=results/runs --parallel=1
+
+* The sweep comes from a config file's `get_sweep(arg)` (see
+  `configs/table1.py`): a list of {"name", "config", "overrides"}.
+* Each run trains in `<workdir_root>/<name>` as its own process. A run whose
+  record is already in `--results_dir` (or whose workdir holds a
+  `results.json`) is skipped; an interrupted run resumes from its latest
+  checkpoint, because `stn_jax.main` always resumes from its workdir.
+* As each run finishes, its `results.json` is copied to
+  `<results_dir>/<name>.json`, so nothing finished is lost.
+* The runner survives being killed: its children die with it (Linux
+  PR_SET_PDEATHSIG), and running it again picks up where it stopped.
+* `--print_commands` prints one shell command per pending run instead, for
+  a cluster scheduler.
+"""
+
+import argparse
+import ctypes
+import importlib.util
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+_PR_SET_PDEATHSIG = 1
+
+
+def load_sweep(spec: str) -> list[dict]:
+  """Loads `path.py[:arg]` and returns its `get_sweep(arg)`."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ValueError(f"--sweep: no sweep config file at {path!r}.")
+  module_spec = importlib.util.spec_from_file_location("_sweep_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_sweep"):
+    raise ValueError(f"--sweep: {path!r} defines no get_sweep(arg).")
+  runs = module.get_sweep(arg) if arg else module.get_sweep()
+  names = [r["name"] for r in runs]
+  if len(set(names)) != len(names):
+    raise ValueError(f"--sweep: {path!r} gives duplicate run names.")
+  return runs
+
+
+def run_command(run: dict, workdir: str,
+                config_file: str = "configs/distorted_mnist.py") -> list[str]:
+  """The argv that trains `run` in `workdir`."""
+  argv = [sys.executable, "-m", "stn_jax.main",
+          f"--config={config_file}:{run['config']}", f"--workdir={workdir}"]
+  argv += [f"--config.{k}={v}" for k, v in sorted(run["overrides"].items())]
+  return argv
+
+
+def _die_with_parent():
+  """Runs in the child: ask the kernel to SIGKILL it if the runner dies."""
+  try:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+  except OSError:
+    pass  # not Linux: children may outlive a killed runner.
+
+
+def collect(run: dict, workdir: str, results_dir: str) -> bool:
+  """Copies a finished run's results.json into `results_dir`; True if done."""
+  target = os.path.join(results_dir, f"{run['name']}.json")
+  if os.path.exists(target):
+    return True
+  source = os.path.join(workdir, "results.json")
+  if os.path.exists(source):
+    os.makedirs(results_dir, exist_ok=True)
+    shutil.copyfile(source, target + ".tmp")
+    os.replace(target + ".tmp", target)
+    return True
+  return False
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--sweep", required=True,
+                      help="config file and argument, e.g. "
+                      "configs/table1.py:quick")
+  parser.add_argument("--workdir_root", default="workdirs/table1")
+  parser.add_argument("--results_dir", default="results/runs")
+  parser.add_argument("--parallel", type=int, default=1,
+                      help="runs trained at the same time")
+  parser.add_argument("--print_commands", action="store_true",
+                      help="print one shell command per pending run and exit")
+  args = parser.parse_args(argv)
+  if args.parallel < 1:
+    parser.error(f"--parallel must be >= 1, got {args.parallel}")
+  runs = load_sweep(args.sweep)
+  pending = []
+  for run in runs:
+    workdir = os.path.join(args.workdir_root, run["name"])
+    if not collect(run, workdir, args.results_dir):
+      pending.append((run, workdir))
+  print(f"{len(runs)} runs, {len(runs) - len(pending)} done, "
+        f"{len(pending)} to go", flush=True)
+  if args.print_commands:
+    for run, workdir in pending:
+      print(shlex.join(run_command(run, workdir)))
+    return 0
+
+  running = {}
+  failed = []
+  queue = list(pending)
+  while queue or running:
+    while queue and len(running) < args.parallel:
+      run, workdir = queue.pop(0)
+      os.makedirs(workdir, exist_ok=True)
+      log = open(os.path.join(workdir, "log.txt"), "ab")
+      cmd = run_command(run, workdir)
+      print(f"start {run['name']}: {shlex.join(cmd)}", flush=True)
+      proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                              preexec_fn=_die_with_parent)
+      running[proc] = (run, workdir, log, time.time())
+    time.sleep(1.0)
+    for proc in [p for p in running if p.poll() is not None]:
+      run, workdir, log, start = running.pop(proc)
+      log.close()
+      done = proc.returncode == 0 and collect(run, workdir, args.results_dir)
+      status = "done" if done else f"FAILED (exit {proc.returncode})"
+      print(f"{status} {run['name']} after {time.time() - start:.0f} s; "
+            f"log: {workdir}/log.txt", flush=True)
+      if not done:
+        failed.append(run["name"])
+  if failed:
+    print(f"{len(failed)} runs failed: {failed}", flush=True)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

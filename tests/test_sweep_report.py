@@ -1,0 +1,121 @@
+"""Tests of the sweep definition, the sweep runner's bookkeeping and the report."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import table1
+from experiments import paper_results
+from experiments import report
+from experiments import sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_table_has_32_plus_4_cells():
+  cells = paper_results.table1_cells()
+  assert len(cells) == 36
+  assert len(set(cells)) == 36
+  assert sum(c[0] == "tc" for c in cells) == 4
+  assert paper_results.PAPER_ERRORS[("rts", "st_cnn", "tps")] == 0.5
+  assert paper_results.PAPER_ERRORS[("e", "fcn", None)] == 3.2
+
+
+def test_sweep_expands_cells_and_seeds():
+  runs = table1.get_sweep("quick,seeds=3")
+  assert len(runs) == 36 * 3
+  names = {r["name"] for r in runs}
+  assert "rts-st_cnn-tps-quick-s2" in names
+  assert "tc-cnn-quick-s0" in names
+  run = next(r for r in runs if r["name"] == "e-st_fcn-projective-quick-s1")
+  assert run["config"] == "e,st_fcn,projective,quick"
+  assert run["overrides"] == {"seed": 1}
+
+
+def test_sweep_filters():
+  runs = table1.get_sweep("paper,distortions=rts+e,models=st_cnn,"
+                          "transforms=tps")
+  assert sorted(r["name"] for r in runs) == ["e-st_cnn-tps-paper-s0",
+                                             "rts-st_cnn-tps-paper-s0"]
+
+
+@pytest.mark.parametrize("arg, word", [
+    ("fast", "protocol"), ("quick,seeds=0", "seeds"),
+    ("quick,distortions=x", "distortions"), ("quick,colour=red", "colour"),
+    ("quick,seeds", "key=value")])
+def test_sweep_rejects_bad_options(arg, word):
+  with pytest.raises(ValueError, match=word):
+    table1.get_sweep(arg)
+
+
+def test_runner_prints_only_pending_commands(tmp_path):
+  results_dir = tmp_path / "runs"
+  results_dir.mkdir()
+  (results_dir / "rts-cnn-quick-s0.json").write_text("{}")
+  # A run that finished in its workdir but was not yet collected.
+  done_wd = tmp_path / "wd" / "rts-fcn-quick-s0"
+  done_wd.mkdir(parents=True)
+  (done_wd / "results.json").write_text('{"test_error": 1.0}')
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.sweep",
+       "--sweep=configs/table1.py:quick,distortions=rts,models=fcn+cnn",
+       f"--workdir_root={tmp_path / 'wd'}", f"--results_dir={results_dir}",
+       "--print_commands"], cwd=ROOT, capture_output=True, text=True,
+      check=True).stdout
+  lines = out.strip().splitlines()
+  assert lines[0] == "2 runs, 2 done, 0 to go"
+  assert len(lines) == 1
+  # The finished workdir's record was collected.
+  assert json.loads((results_dir / "rts-fcn-quick-s0.json").read_text()) == {
+      "test_error": 1.0}
+
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.sweep",
+       "--sweep=configs/table1.py:quick,distortions=e,models=st_cnn",
+       f"--workdir_root={tmp_path / 'wd'}", f"--results_dir={results_dir}",
+       "--print_commands"], cwd=ROOT, capture_output=True, text=True,
+      check=True).stdout.strip().splitlines()
+  assert out[0] == "3 runs, 0 done, 3 to go"
+  assert len(out) == 4
+  assert "--config=configs/distorted_mnist.py:e,st_cnn,tps,quick" in out[3]
+  assert "--config.seed=0" in out[3]
+
+
+def _record(dist, model, transform, seed, err, protocol="quick"):
+  return {"distortion": dist, "model": model, "transform": transform,
+          "protocol": protocol, "seed": seed, "num_params": 1000,
+          "steps": 100, "test_error": err, "wall_time_s": 10.0,
+          "examples_per_s": 1.0, "device": "cpu", "batch_size": 256,
+          "optimizer": "adam"}
+
+
+def test_report_means_missing_cells_and_targets(tmp_path):
+  runs_dir = tmp_path / "runs"
+  runs_dir.mkdir()
+  records = [_record("rts", "cnn", None, 0, 2.0),
+             _record("rts", "cnn", None, 1, 4.0),
+             _record("rts", "st_cnn", "affine", 0, 1.0),
+             _record("rts", "st_cnn", "tps", 0, 5.0)]
+  for i, r in enumerate(records):
+    (runs_dir / f"{i}.json").write_text(json.dumps(r))
+  summary = report.summarize(report.load_runs(str(runs_dir)))
+  cells = summary[("quick", "cpu")]
+  assert cells[("rts", "cnn", None)]["mean"] == pytest.approx(3.0)
+  assert cells[("rts", "cnn", None)]["std"] == pytest.approx(2 ** 0.5)
+  assert cells[("rts", "cnn", None)]["n"] == 2
+  out = tmp_path / "out"
+  subprocess.run([sys.executable, "-m", "experiments.report",
+                  f"--runs_dir={runs_dir}", f"--out_dir={out}"], cwd=ROOT,
+                 check=True, capture_output=True)
+  md = (out / "table1.md").read_text()
+  assert "| RTS CNN | 0.8 | 3.00 ± 1.41 | 2 | +2.20 |" in md
+  assert "| R FCN | 2.1 | missing | 0 |" in md
+  assert "RTS ST-CNN affine (1.00) beats CNN (3.00)" in md
+  assert "RTS ST-CNN tps (5.00) DOES NOT beat CNN (3.00)" in md
+  assert "RTS ST-CNN projective vs CNN: missing" in md
+  assert (out / "table1.png").stat().st_size > 1000
+  rows = (out / "table1.csv").read_text().splitlines()
+  assert len(rows) == 1 + 36
