@@ -1,0 +1,393 @@
+"""Tests for the grid generators in `stn_jax.grids`.
+
+References: torch.nn.functional.affine_grid, numpy direct solves (the
+projective corner map, an independent thin-plate-spline solve), and closed
+forms (identity, 90-degree rotation).
+"""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stn_jax
+from tests import _reference as ref
+
+ALIGN = (True, False)
+METHODS = ("bilinear", "nearest", "bicubic")
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
+
+
+def _pixel_centres(shape, align_corners):
+  """`[h, w, 2]` normalised (x, y) of every pixel centre, float64 numpy."""
+  height, width = shape
+  ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+  x = ref.normalize(xs, width, align_corners) if width > 1 else 0.0 * xs
+  y = ref.normalize(ys, height, align_corners) if height > 1 else 0.0 * ys
+  return np.stack([x, y], axis=-1)
+
+
+# ------------------------------------------------------------------ affine
+
+
+# torch warns that unit-size grids with align_corners=True put the point at 0
+# (since 1.3.0); that is the convention tested here.
+@pytest.mark.filterwarnings("ignore:Since version 1.3.0")
+@pytest.mark.parametrize("shape,align_corners", list(itertools.product(
+    [(4, 7), (7, 4), (1, 5), (5, 1), (3, 3)], ALIGN)))
+def test_affine_grid_matches_torch(shape, align_corners):
+  rng = np.random.default_rng(0)
+  theta = rng.normal(size=(2, 3)).astype(np.float32)
+  grid = stn_jax.affine_grid(theta, shape, align_corners=align_corners)
+  assert grid.shape == shape + (2,)
+  assert grid.dtype == jnp.float32
+  np.testing.assert_allclose(
+      grid, ref.torch_affine_grid(theta, shape, align_corners=align_corners),
+      atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:Since version 1.3.0")
+@pytest.mark.parametrize("shape,align_corners", list(itertools.product(
+    [(2, 3, 4), (4, 1, 3)], ALIGN)))
+def test_affine_grid_3d_matches_torch(shape, align_corners):
+  rng = np.random.default_rng(1)
+  theta = rng.normal(size=(3, 4)).astype(np.float32)
+  grid = stn_jax.affine_grid_3d(theta, shape, align_corners=align_corners)
+  assert grid.shape == shape + (3,)
+  np.testing.assert_allclose(
+      grid, ref.torch_affine_grid(theta, shape, align_corners=align_corners),
+      atol=1e-5)
+
+
+@pytest.mark.parametrize("align_corners", ALIGN)
+def test_identity_affine_grid_is_the_pixel_centres(align_corners):
+  grid = stn_jax.affine_grid(IDENTITY, (3, 5), align_corners=align_corners)
+  np.testing.assert_allclose(grid, _pixel_centres((3, 5), align_corners),
+                             atol=1e-6)
+  if align_corners:  # the paper's linspace(-1, 1) target grid
+    np.testing.assert_allclose(grid[0, :, 0], np.linspace(-1, 1, 5),
+                               atol=1e-6)
+
+
+def test_affine_grid_vmap_matches_torch_batch():
+  rng = np.random.default_rng(2)
+  thetas = rng.normal(size=(3, 2, 3)).astype(np.float32)
+  grids = jax.jit(jax.vmap(functools.partial(
+      stn_jax.affine_grid, shape=(4, 6), align_corners=True)))(thetas)
+  import torch  # pylint: disable=g-import-not-at-top
+  expected = torch.nn.functional.affine_grid(
+      torch.tensor(thetas), (3, 1, 4, 6), align_corners=True).numpy()
+  np.testing.assert_allclose(grids, expected, atol=1e-5)
+
+
+def test_attention_grid_is_scale_and_translation():
+  params = np.array([0.6, 0.25, -0.3], np.float32)
+  theta = np.array([[0.6, 0.0, 0.25], [0.0, 0.6, -0.3]], np.float32)
+  for align_corners in ALIGN:
+    np.testing.assert_allclose(
+        stn_jax.attention_grid(params, (5, 6), align_corners=align_corners),
+        ref.torch_affine_grid(theta, (5, 6), align_corners=align_corners),
+        atol=1e-6)
+
+
+# ------------------------------------------------------------ closed forms
+
+
+@functools.lru_cache(maxsize=None)
+def _sampler(method, align_corners):
+  return jax.jit(functools.partial(stn_jax.sample, method=method,
+                                   align_corners=align_corners))
+
+
+@pytest.mark.parametrize("method,align_corners",
+                         list(itertools.product(METHODS, ALIGN)))
+def test_identity_affine_reproduces_the_input(method, align_corners):
+  rng = np.random.default_rng(3)
+  image = rng.uniform(size=(5, 7, 2)).astype(np.float32)
+  grid = stn_jax.affine_grid(IDENTITY, (5, 7), align_corners=align_corners)
+  out = _sampler(method, align_corners)(image, grid)
+  if method == "nearest":
+    np.testing.assert_array_equal(out, image)
+  else:  # the float32 pixel centres are within an ulp of the exact ones
+    np.testing.assert_allclose(out, image, atol=1e-6)
+
+
+@pytest.mark.parametrize("method,align_corners",
+                         list(itertools.product(METHODS, ALIGN)))
+def test_rotation_by_90_degrees_is_rot90(method, align_corners):
+  """np.rot90 (counter-clockwise): out[i, j] = img[j, W - 1 - i].
+
+  The grid maps output to input: output (x_t, y_t) reads input column
+  W - 1 - i, i.e. x_s = -y_t, and row j, i.e. y_s = x_t. So theta =
+  [[0, -1, 0], [1, 0, 0]], on a non-square image (output (W, H)).
+  """
+  rng = np.random.default_rng(4)
+  image = rng.uniform(size=(5, 7, 2)).astype(np.float32)
+  theta = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]], np.float32)
+  grid = stn_jax.affine_grid(theta, (7, 5), align_corners=align_corners)
+  out = _sampler(method, align_corners)(image, grid)
+  np.testing.assert_allclose(out, np.rot90(image, k=1, axes=(0, 1)),
+                             atol=1e-6)
+  # And the inverse rotation is rot90 clockwise.
+  grid = stn_jax.affine_grid(-theta, (7, 5), align_corners=align_corners)
+  out = _sampler(method, align_corners)(image, grid)
+  np.testing.assert_allclose(out, np.rot90(image, k=-1, axes=(0, 1)),
+                             atol=1e-6)
+
+
+# -------------------------------------------------------------- projective
+
+
+def _apply_homography(h, points):
+  hom = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], -1) @ h.T
+  with np.errstate(divide="ignore", invalid="ignore"):  # w = 0 is allowed
+    return hom[..., :2] / hom[..., 2:]
+
+
+def _numpy_dlt(src, dst):
+  """The 8x8 direct linear solve for H (h33 = 1) with H src ~ dst."""
+  rows, rhs = [], []
+  for (x, y), (u, v) in zip(src, dst):
+    rows.append([x, y, 1, 0, 0, 0, -x * u, -y * u])
+    rows.append([0, 0, 0, x, y, 1, -x * v, -y * v])
+    rhs += [u, v]
+  return np.append(np.linalg.solve(np.array(rows), np.array(rhs)),
+                   1.0).reshape(3, 3)
+
+
+@pytest.mark.parametrize("align_corners", ALIGN)
+def test_projective_grid_matches_numpy(align_corners):
+  rng = np.random.default_rng(5)
+  h = np.eye(3) + 0.1 * rng.normal(size=(3, 3))
+  h /= h[2, 2]
+  flat = h.reshape(-1)[:8].astype(np.float32)
+  grid = stn_jax.projective_grid(flat, (5, 6), align_corners=align_corners)
+  grid33 = stn_jax.projective_grid(h.astype(np.float32), (5, 6),
+                                   align_corners=align_corners)
+  expected = _apply_homography(h, _pixel_centres((5, 6), align_corners))
+  np.testing.assert_allclose(grid, expected, atol=1e-5)
+  np.testing.assert_allclose(grid33, grid, atol=1e-6)
+
+
+def test_projective_grid_with_affine_matrix_is_affine_grid():
+  theta = np.array([[0.9, 0.2, 0.1], [-0.3, 1.1, -0.2]], np.float32)
+  h = np.concatenate([theta, [[0.0, 0.0, 1.0]]]).astype(np.float32)
+  for align_corners in ALIGN:
+    np.testing.assert_allclose(
+        stn_jax.projective_grid(h, (4, 5), align_corners=align_corners),
+        stn_jax.affine_grid(theta, (4, 5), align_corners=align_corners),
+        atol=1e-6)
+
+
+def test_projective_grid_maps_corners_where_a_direct_solve_says():
+  """With align_corners=True the grid's corners are the output corners
+  (+-1, +-1); H from a numpy 8x8 solve must send them to `dst`."""
+  rng = np.random.default_rng(6)
+  corners = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], np.float64)
+  dst = corners * 0.8 + rng.normal(scale=0.15, size=(4, 2))
+  h = _numpy_dlt(corners, dst)
+  grid = stn_jax.projective_grid(h.astype(np.float32), (6, 5),
+                                 align_corners=True)
+  got = np.stack([grid[0, 0], grid[0, -1], grid[-1, 0], grid[-1, -1]])
+  np.testing.assert_allclose(got, dst, atol=1e-5)
+
+
+@pytest.mark.parametrize("h", [
+    # w = x_t: exactly 0 on the middle column, negative left of it.
+    np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]], np.float32),
+    # [8] form, w = 2 x_t + 1: exactly 0 at x_t = -0.5 (column 1 of 5).
+    np.array([1, 0, 0, 0, 1, 0, 2, 0], np.float32),
+    # w <= 0 everywhere (a point behind the camera).
+    np.array([[1, 0, 0], [0, 1, 0], [0, 0, -1]], np.float32),
+])
+@pytest.mark.parametrize("method", ["bilinear", "bicubic"])
+def test_projective_w_nonpositive_is_finite_with_finite_gradients(h, method):
+  rng = np.random.default_rng(7)
+  image = jnp.asarray(rng.uniform(size=(5, 5, 1)), jnp.float32)
+  grid = stn_jax.projective_grid(h, (5, 5), align_corners=True)
+  assert np.all(np.isfinite(grid))
+  m = h.reshape(-1) if h.shape == (3, 3) else np.append(h, 1.0)
+  m = m.reshape(3, 3).astype(np.float64)
+  centres = _pixel_centres((5, 5), True)
+  w = centres @ m[2, :2] + m[2, 2]
+  assert (w <= 0).any()
+  ok = w > 0
+  np.testing.assert_allclose(
+      np.asarray(grid)[ok], _apply_homography(m, centres)[ok], atol=1e-5)
+
+  def loss(hh, img):
+    g = stn_jax.projective_grid(hh, (5, 5), align_corners=True)
+    return jnp.sum(stn_jax.sample(img, g, method=method, align_corners=True))
+
+  value, (d_h, d_image) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(
+      jnp.asarray(h), image)
+  assert np.isfinite(value)
+  assert np.all(np.isfinite(d_h)) and np.all(np.isfinite(d_image))
+  # Points with w <= 0 land outside the image: zero padding reads 0 there.
+  out = stn_jax.sample(image, grid, method=method, align_corners=True)
+  np.testing.assert_array_equal(np.asarray(out)[~ok], 0.0)
+
+
+# --------------------------------------------------------- thin-plate spline
+
+
+def test_tps_source_points_layout():
+  points = stn_jax.tps_source_points(16)
+  assert points.shape == (16, 2)
+  third = 1.0 / 3.0
+  np.testing.assert_allclose(points[0], [-1, -1], atol=1e-7)
+  np.testing.assert_allclose(points[1], [-third, -1], atol=1e-6)  # x inner
+  np.testing.assert_allclose(points[4], [-1, -third], atol=1e-6)  # y outer
+  np.testing.assert_allclose(points[15], [1, 1], atol=1e-7)
+  np.testing.assert_allclose(stn_jax.tps_source_points(4),
+                             [[-1, -1], [1, -1], [-1, 1], [1, 1]])
+
+
+def test_tps_passes_through_its_control_points():
+  """K = 16, a 4x4 output, align_corners=True: the output pixel centres ARE
+  the source lattice, so the grid equals the control points exactly."""
+  rng = np.random.default_rng(8)
+  source = stn_jax.tps_source_points(16)
+  control = (source + rng.normal(scale=0.2, size=(16, 2))).astype(np.float32)
+  grid = stn_jax.tps_grid(control, (4, 4), align_corners=True)
+  np.testing.assert_allclose(grid, control.reshape(4, 4, 2), atol=1e-5)
+
+
+@pytest.mark.parametrize("align_corners", ALIGN)
+@pytest.mark.parametrize("num_points", [9, 16])
+def test_tps_identity_control_points_give_the_identity_grid(align_corners,
+                                                            num_points):
+  source = stn_jax.tps_source_points(num_points)
+  grid = stn_jax.tps_grid(source, (5, 7), align_corners=align_corners)
+  np.testing.assert_allclose(
+      grid, stn_jax.affine_grid(IDENTITY, (5, 7), align_corners=align_corners),
+      atol=1e-5)
+
+
+def test_tps_reproduces_affine_maps_even_when_regularized():
+  """An affine warp of the lattice is reproduced exactly: the spline's
+  non-affine part is 0, whatever the smoothing."""
+  theta = np.array([[0.8, 0.3, 0.1], [-0.2, 0.9, 0.05]], np.float32)
+  source = stn_jax.tps_source_points(16).astype(np.float64)
+  control = (source @ theta[:, :2].T + theta[:, 2]).astype(np.float32)
+  for regularization in (0.0, 0.5):
+    grid = stn_jax.tps_grid(control, (6, 5), regularization=regularization)
+    np.testing.assert_allclose(grid, stn_jax.affine_grid(theta, (6, 5)),
+                               atol=1e-5)
+
+
+def test_tps_regularization_smooths_instead_of_interpolating():
+  rng = np.random.default_rng(9)
+  source = stn_jax.tps_source_points(16)
+  control = (source + rng.normal(scale=0.2, size=(16, 2))).astype(np.float32)
+  exact = stn_jax.tps_grid(control, (4, 4), align_corners=True)
+  smooth = stn_jax.tps_grid(control, (4, 4), align_corners=True,
+                            regularization=1.0)
+  assert np.all(np.isfinite(smooth))
+  err = np.abs(np.asarray(smooth) - control.reshape(4, 4, 2)).max()
+  assert err > 1e-2
+  np.testing.assert_allclose(exact, control.reshape(4, 4, 2), atol=1e-5)
+
+
+def _numpy_tps(source, control, targets):
+  """An independent TPS solve with phi(r) = r^2 log r (the r^2 log r^2 of
+  the library is twice that, which only rescales the kernel weights)."""
+  def phi(d):
+    r2 = (d ** 2).sum(-1)
+    return np.where(r2 > 0, 0.5 * r2 * np.log(np.where(r2 > 0, r2, 1.0)), 0.0)
+
+  k = len(source)
+  p = np.concatenate([np.ones((k, 1)), source], 1)
+  system = np.zeros((k + 3, k + 3))
+  system[:k, :k] = phi(source[:, None] - source[None])
+  system[:k, k:] = p
+  system[k:, :k] = p.T
+  coeffs = np.linalg.solve(system, np.concatenate([control, np.zeros((3, 2))]))
+  t = np.concatenate([np.ones((len(targets), 1)), targets], 1)
+  return phi(targets[:, None] - source[None]) @ coeffs[:k] + t @ coeffs[k:]
+
+
+@pytest.mark.parametrize("align_corners", ALIGN)
+def test_tps_matches_independent_numpy_solve(align_corners):
+  rng = np.random.default_rng(10)
+  source = stn_jax.tps_source_points(16).astype(np.float64)
+  control = source + rng.normal(scale=0.15, size=(16, 2))
+  grid = stn_jax.tps_grid(control.astype(np.float32), (6, 7),
+                          align_corners=align_corners)
+  targets = _pixel_centres((6, 7), align_corners).reshape(-1, 2)
+  expected = _numpy_tps(source, control, targets).reshape(6, 7, 2)
+  np.testing.assert_allclose(grid, expected, atol=1e-4)
+
+
+def test_tps_custom_source_points_pass_through_control_points():
+  """Source points on an irregular subset of pixel centres."""
+  rng = np.random.default_rng(11)
+  centres = _pixel_centres((5, 6), True).reshape(-1, 2)
+  pick = rng.choice(len(centres), size=7, replace=False)
+  source = centres[pick].astype(np.float32)
+  control = (source + rng.normal(scale=0.1, size=(7, 2))).astype(np.float32)
+  grid = stn_jax.tps_grid(control, (5, 6), source_points=source,
+                          align_corners=True)
+  np.testing.assert_allclose(np.asarray(grid).reshape(-1, 2)[pick], control,
+                             atol=1e-4)
+  expected = _numpy_tps(source.astype(np.float64),
+                        control.astype(np.float64), centres).reshape(5, 6, 2)
+  np.testing.assert_allclose(grid, expected, atol=1e-4)
+
+
+def test_tps_is_linear_in_control_points_and_differentiable():
+  rng = np.random.default_rng(12)
+  c1 = rng.normal(size=(16, 2)).astype(np.float32)
+  c2 = rng.normal(size=(16, 2)).astype(np.float32)
+  fn = jax.jit(functools.partial(stn_jax.tps_grid, shape=(5, 5)))
+  np.testing.assert_allclose(fn(2.0 * c1 - c2), 2.0 * fn(c1) - fn(c2),
+                             atol=1e-4)
+  # d grid[i, j] / d control point k is the basis weight: with control points
+  # at the lattice and a 4x4 output (align_corners=True) it is the identity.
+  jac = jax.jacobian(functools.partial(stn_jax.tps_grid, shape=(4, 4),
+                                       align_corners=True))(c1)
+  np.testing.assert_allclose(
+      np.asarray(jac).reshape(32, 32), np.eye(32), atol=1e-5)
+
+
+# --------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("fn,args,match", [
+    # (argument name ... what it got), as a regular expression.
+    (stn_jax.affine_grid, (np.zeros((3, 3)), (4, 4)), r"theta.*3, 3"),
+    (stn_jax.affine_grid, (np.zeros((6,)), (4, 4)), r"theta.*6"),
+    (stn_jax.affine_grid_3d, (np.zeros((2, 3)), (2, 4, 4)), r"theta.*2, 3"),
+    (stn_jax.affine_grid, (np.zeros((2, 3)), (4,)), r"\bshape\b.*\(4,\)"),
+    (stn_jax.affine_grid, (np.zeros((2, 3)), (4, 0)), r"\bshape\b.*4, 0"),
+    (stn_jax.affine_grid_3d, (np.zeros((3, 4)), (4, 4)), r"\bshape\b.*4, 4"),
+    (stn_jax.attention_grid, (np.zeros((4,)), (4, 4)), r"params.*4"),
+    (stn_jax.projective_grid, (np.zeros((9,)), (4, 4)), r"\bh\b.*9"),
+    (stn_jax.projective_grid, (np.zeros((2, 3)), (4, 4)), r"\bh\b.*2, 3"),
+    (stn_jax.tps_grid, (np.zeros((16, 3)), (4, 4)),
+     r"control_points.*16, 3"),
+    (stn_jax.tps_grid, (np.zeros((15, 2)), (4, 4)), r"15"),  # K not square
+])
+def test_bad_input_raises_value_error_naming_argument(fn, args, match):
+  with pytest.raises(ValueError, match="(?s)" + match):
+    fn(*args)
+
+
+def test_bad_shapes_raise_at_trace_time():
+  with pytest.raises(ValueError, match=r"(?s)theta.*\[3, 3\]"):
+    jax.jit(functools.partial(stn_jax.affine_grid, shape=(4, 4))).lower(
+        jnp.zeros((3, 3)))
+  with pytest.raises(ValueError, match=r"(?s)\bh\b.*\[9\]"):
+    jax.jit(functools.partial(stn_jax.projective_grid, shape=(4, 4))).lower(
+        jnp.zeros((9,)))
+
+
+def test_tps_source_points_wrong_shape_raises():
+  with pytest.raises(ValueError, match="source_points"):
+    stn_jax.tps_grid(np.zeros((16, 2)), (4, 4),
+                     source_points=np.zeros((9, 2)))
+  with pytest.raises(ValueError, match="regularization"):
+    stn_jax.tps_grid(np.zeros((16, 2)), (4, 4), regularization=-1.0)
