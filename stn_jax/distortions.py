@@ -1,0 +1,707 @@
+"""The paper's distorted MNIST variants (R, RTS, P, E, TC), made on the device.
+
+Every distortion is a random warp built with the project's own grid
+generators (`affine_grid`, `projective_grid`, `tps_grid`) and `sample`
+(bilinear, zero padding, `align_corners=False` so that pixel `i` of an `n`
+pixel image sits at normalised `(2 i + 1) / n - 1` and the image edges at
++-1). Grids map OUTPUT (canvas) pixels to INPUT (28x28 digit) positions, so
+each warp below is the inverse of the forward "move the digit" description.
+Everything is a pure function of a PRNG key, vmapped over the batch and
+jittable; every number comes from a config (`default_distortion_config`).
+
+Distortions (`S` = `canvas_size`, sizes in pixels):
+
+* "r": rotation uniform in [-max_rotation_deg, +max_rotation_deg] about the
+  image centre (corners that leave the canvas are cut, as in the paper).
+* "rts": rotation uniform in +-max_rotation_deg, scale uniform in
+  [min_scale, max_scale], and the digit placed at a uniformly random position.
+  "The digit" is the 28x28 frame scaled by s: its centre is offset from the
+  canvas centre by t, each axis uniform in +-(S/2 - 14 s), so the scaled,
+  unrotated frame stays on the canvas. The same bound keeps the frame's
+  inscribed disk (radius 14 s) on the canvas under any rotation, which holds
+  the ink of a centred MNIST digit; the corners of a rotated frame may leave.
+  Requires S >= 28 max_scale.
+* "p": scale uniform in [min_scale, max_scale] about the centre, then each of
+  the 4 corners of the scaled digit frame moved by N(0, corner_std_px)
+  independently in x and y (output pixels); the plane projective map through
+  the 4 point pairs is inverted exactly (`projective_from_points`).
+* "e": scale as in "p", then the points of a `tps_grid_size` x `tps_grid_size`
+  lattice over the digit frame (its edges included), after scaling, each moved
+  by N(0, control_std_px) in x and y (output pixels). The grid is the TPS that
+  sends each moved lattice point (the TPS's source points, in the output) back
+  to its place in the digit (the control points), so the warp is exact at
+  the lattice points.
+* "tc": the 28x28 digit at a uniformly random integer position fully on the
+  canvas, plus `num_clutter` patches of `clutter_size` x `clutter_size` cut at
+  uniformly random integer positions (anywhere in the 28x28 frame, so some
+  patches are nearly blank, as in deepmind/mnist-cluttered) from uniformly
+  random images of `clutter_source`, placed at uniformly random integer
+  positions fully on the canvas. Digit and patches combine with a pixelwise
+  max, so overlaps never exceed 1. "Other digits": a patch's source is drawn
+  from the whole `clutter_source`; it is the distorted digit itself with
+  probability 1/len(clutter_source), which is left as is.
+
+Randomness: a batch call splits its key into one key per example, so
+`fn(key, images)[i]` depends on `key`, `i` and `images[i]` only;
+`make_test_set` uses the same per-example keys, so a test set does not
+depend on the chunk size used to make it. Training calls
+`fn(jax.random.fold_in(key, step), images)` to get fresh warps every step.
+
+Rotation sign: a positive angle turns the digit clockwise as displayed (image
+y axis points down).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+import stn_jax
+
+DIGIT_SIZE = 28
+_SAMPLE_KW = dict(method="bilinear", padding_mode="zeros", align_corners=False)
+# Bump when the generated images change for the same config and seed, so that
+# cached test sets made by older code are not reused.
+_CACHE_VERSION = 1
+_TEST_SET_CHUNK = 1000
+
+Params = Mapping[str, Any]  # validated Python numbers of one distortion
+
+
+# ------------------------------------------------------------ coordinate maps
+
+
+def _px_to_norm(size: int) -> np.ndarray:
+  """3x3 map pixel (x, y, 1) -> normalised, align_corners=False."""
+  a, b = 2.0 / size, 1.0 / size - 1.0
+  return np.array([[a, 0, b], [0, a, b], [0, 0, 1]], np.float32)
+
+
+def _norm_to_px(size: int) -> np.ndarray:
+  """3x3 map normalised (x, y, 1) -> pixel, align_corners=False."""
+  a, b = size / 2.0, size / 2.0 - 0.5
+  return np.array([[a, 0, b], [0, a, b], [0, 0, 1]], np.float32)
+
+
+def _pixel_theta(m_px, *, in_size: int, out_size: int) -> jnp.ndarray:
+  """`[3, 3]` output-pixel -> input-pixel affine map -> normalised `[2, 3]`."""
+  theta = (jnp.asarray(_px_to_norm(in_size)) @ m_px
+           @ jnp.asarray(_norm_to_px(out_size)))
+  return theta[:2]
+
+
+def _translate(t) -> jnp.ndarray:
+  t = jnp.asarray(t, jnp.float32)
+  one, zero = jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32)
+  return jnp.stack([jnp.stack([one, zero, t[0]]), jnp.stack([zero, one, t[1]]),
+                    jnp.stack([zero, zero, one])])
+
+
+def _rotate_scale(angle, scale) -> jnp.ndarray:
+  """3x3 of `scale * R(angle)`, R = [[cos, -sin], [sin, cos]]."""
+  c, s = jnp.cos(angle) * scale, jnp.sin(angle) * scale
+  zero, one = jnp.zeros_like(c), jnp.ones_like(c)
+  return jnp.stack([jnp.stack([c, -s, zero]), jnp.stack([s, c, zero]),
+                    jnp.stack([zero, zero, one])])
+
+
+def _centre(size: int) -> float:
+  return (size - 1) / 2.0
+
+
+def similarity_theta(angle, scale, translation, *, canvas_size: int):
+  """The normalised `[2, 3]` theta that shows the digit rotated/scaled/moved.
+
+  Forward (digit pixel p_d -> canvas pixel p_c):
+  p_c = c_canvas + translation + scale * R(angle) (p_d - c_digit), with c the
+  image centres ((n - 1) / 2). The returned theta is the inverse map (canvas ->
+  digit) in normalised coordinates (align_corners=False), as `affine_grid`
+  takes it, for a `[canvas_size, canvas_size]` grid over a 28x28 input.
+
+  Args:
+    angle: scalar radians (positive turns clockwise as displayed).
+    scale: scalar > 0.
+    translation: `[2]` (x, y) offset of the digit centre from the canvas
+      centre, in canvas pixels.
+    canvas_size: output size S.
+
+  Returns:
+    `[2, 3]` float32 theta.
+  """
+  c_out = _centre(canvas_size)
+  c_in = _centre(DIGIT_SIZE)
+  translation = jnp.asarray(translation, jnp.float32)
+  m_px = (_translate(jnp.array([c_in, c_in]))
+          @ _rotate_scale(-jnp.asarray(angle, jnp.float32),
+                          1.0 / jnp.asarray(scale, jnp.float32))
+          @ _translate(-(jnp.array([c_out, c_out]) + translation)))
+  return _pixel_theta(m_px, in_size=DIGIT_SIZE, out_size=canvas_size)
+
+
+def _digit_points_to_output_norm(points_norm, scale, offsets_px, canvas: int):
+  """Digit-frame normalised points -> normalised canvas positions after the
+  forward warp: scaled by `scale` about the centre, then moved by offsets."""
+  points_px = (points_norm + 1.0) * (DIGIT_SIZE / 2.0) - 0.5
+  c_out, c_in = _centre(canvas), _centre(DIGIT_SIZE)
+  out_px = c_out + scale * (points_px - c_in) + offsets_px
+  return (2.0 * out_px + 1.0) / canvas - 1.0
+
+
+_CORNERS = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float32)
+
+
+# -------------------------------------------------------------- per distortion
+# Each `_sample_*` draws ONE example's parameters from a key; each `_render_*`
+# warps ONE float32 [28, 28, 1] digit with them into [S, S, 1].
+
+
+def _uniform(key, low, high, shape=()):
+  return jax.random.uniform(key, shape, jnp.float32, low, high)
+
+
+def _sample_r(key, p: Params, num_sources):
+  del num_sources
+  max_angle = np.deg2rad(p["max_rotation_deg"])
+  return {"angle": _uniform(key, -max_angle, max_angle)}
+
+
+def _render_r(image, params, p: Params, clutter_source):
+  del clutter_source
+  s = p["canvas_size"]
+  theta = similarity_theta(params["angle"], 1.0, jnp.zeros(2), canvas_size=s)
+  return stn_jax.sample(image, stn_jax.affine_grid(theta, (s, s)), **_SAMPLE_KW)
+
+
+def _sample_rts(key, p: Params, num_sources):
+  del num_sources
+  k_angle, k_scale, k_t = jax.random.split(key, 3)
+  max_angle = np.deg2rad(p["max_rotation_deg"])
+  scale = _uniform(k_scale, p["min_scale"], p["max_scale"])
+  # Keeps the scaled 28x28 frame on the canvas (see module docstring).
+  max_shift = p["canvas_size"] / 2.0 - (DIGIT_SIZE / 2.0) * scale
+  return {"angle": _uniform(k_angle, -max_angle, max_angle),
+          "scale": scale,
+          "translation": _uniform(k_t, -1.0, 1.0, (2,)) * max_shift}
+
+
+def _render_rts(image, params, p: Params, clutter_source):
+  del clutter_source
+  s = p["canvas_size"]
+  theta = similarity_theta(params["angle"], params["scale"],
+                           params["translation"], canvas_size=s)
+  return stn_jax.sample(image, stn_jax.affine_grid(theta, (s, s)), **_SAMPLE_KW)
+
+
+def _sample_p(key, p: Params, num_sources):
+  del num_sources
+  k_scale, k_corner = jax.random.split(key)
+  return {"scale": _uniform(k_scale, p["min_scale"], p["max_scale"]),
+          "corner_offsets": p["corner_std_px"] * jax.random.normal(
+              k_corner, (4, 2), jnp.float32)}
+
+
+def projective_homography(scale, corner_offsets, *, canvas_size: int):
+  """The normalised `[3, 3]` output -> input homography of the "p" warp.
+
+  Args:
+    scale: scalar, the digit's scale about the centre.
+    corner_offsets: `[4, 2]` (x, y) moves in canvas pixels of the corners
+      (-1,-1), (1,-1), (1,1), (-1,1) of the scaled digit frame.
+    canvas_size: output size S.
+
+  Returns:
+    `[3, 3]` H (h33 = 1) that maps each moved corner, in normalised canvas
+    coordinates, to its digit-frame corner.
+  """
+  corners = jnp.asarray(_CORNERS)
+  moved = _digit_points_to_output_norm(corners, scale, corner_offsets,
+                                       canvas_size)
+  return stn_jax.projective_from_points(moved, corners)
+
+
+def _render_p(image, params, p: Params, clutter_source):
+  del clutter_source
+  s = p["canvas_size"]
+  h = projective_homography(params["scale"], params["corner_offsets"],
+                            canvas_size=s)
+  return stn_jax.sample(image, stn_jax.projective_grid(h, (s, s)),
+                        **_SAMPLE_KW)
+
+
+def _sample_e(key, p: Params, num_sources):
+  del num_sources
+  k_scale, k_ctrl = jax.random.split(key)
+  k = p["tps_grid_size"] ** 2
+  return {"scale": _uniform(k_scale, p["min_scale"], p["max_scale"]),
+          "control_offsets": p["control_std_px"] * jax.random.normal(
+              k_ctrl, (k, 2), jnp.float32)}
+
+
+def elastic_grid(scale, control_offsets, *, canvas_size: int):
+  """The `[S, S, 2]` TPS grid of the "e" warp.
+
+  Args:
+    scale: scalar, the digit's scale about the centre.
+    control_offsets: `[K, 2]` (x, y) moves in canvas pixels of the K lattice
+      points (`stn_jax.tps_source_points(K)` over the digit frame, scaled).
+    canvas_size: output size S.
+
+  Returns:
+    `[S, S, 2]` grid; the moved lattice points map exactly onto the lattice.
+  """
+  k = control_offsets.shape[0]
+  lattice = jnp.asarray(stn_jax.tps_source_points(k))
+  moved = _digit_points_to_output_norm(lattice, scale, control_offsets,
+                                       canvas_size)
+  return stn_jax.tps_grid(lattice, (canvas_size, canvas_size),
+                          source_points=moved)
+
+
+def _render_e(image, params, p: Params, clutter_source):
+  del clutter_source
+  grid = elastic_grid(params["scale"], params["control_offsets"],
+                      canvas_size=p["canvas_size"])
+  return stn_jax.sample(image, grid, **_SAMPLE_KW)
+
+
+def _sample_tc(key, p: Params, num_sources):
+  s, c, n = p["canvas_size"], p["clutter_size"], p["num_clutter"]
+  k_digit, k_idx, k_src, k_dst = jax.random.split(key, 4)
+  randint = functools.partial(jax.random.randint, dtype=jnp.int32)
+  return {
+      "digit_offset": randint(k_digit, (2,), 0, s - DIGIT_SIZE + 1),
+      "clutter_index": randint(k_idx, (n,), 0, num_sources),
+      "clutter_src": randint(k_src, (n, 2), 0, DIGIT_SIZE - c + 1),
+      "clutter_dst": randint(k_dst, (n, 2), 0, s - c + 1),
+  }
+
+
+def _place(patch, top_left, canvas: int):
+  """Samples `patch` [c, c, 1] onto a zero canvas with its (x, y) top-left
+  pixel at integer `top_left`: an exact copy, zeros elsewhere."""
+  m_px = _translate(-top_left.astype(jnp.float32))
+  theta = _pixel_theta(m_px, in_size=patch.shape[0], out_size=canvas)
+  return stn_jax.sample(patch, stn_jax.affine_grid(theta, (canvas, canvas)),
+                        **_SAMPLE_KW)
+
+
+def _render_tc(image, params, p: Params, clutter_source):
+  s, c = p["canvas_size"], p["clutter_size"]
+  out = _place(image, params["digit_offset"], s)
+
+  def one_patch(index, src, dst):
+    source = _to_float(clutter_source[index])
+    patch = jax.lax.dynamic_slice(source, (src[1], src[0]), (c, c))
+    return _place(patch[..., None], dst, s)
+
+  if p["num_clutter"]:
+    patches = jax.vmap(one_patch)(params["clutter_index"],
+                                  params["clutter_src"], params["clutter_dst"])
+    out = jnp.maximum(out, patches.max(axis=0))
+  return out
+
+
+# ---------------------------------------------------------------- registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Distortion:
+  """One distortion family.
+
+  Attributes:
+    name: registry name.
+    defaults: config field -> default value (the paper's numbers).
+    sample_one: `(key, params, num_clutter_sources) -> dict` of one example's
+      random parameters.
+    render_one: `(image [28, 28, 1] f32, random params, params,
+      clutter_source) -> [S, S, 1]`.
+    needs_clutter: whether `clutter_source` is required.
+  """
+  name: str
+  defaults: Mapping[str, Any]
+  sample_one: Callable[..., dict]
+  render_one: Callable[..., jnp.ndarray]
+  needs_clutter: bool = False
+
+  def output_size(self, cfg) -> int:
+    """The canvas size S of the output `[B, S, S, 1]`."""
+    return config_values(self.name, cfg)["canvas_size"]
+
+
+DISTORTIONS: dict[str, Distortion] = {
+    "r": Distortion("r", {"canvas_size": 28, "max_rotation_deg": 90.0},
+                    _sample_r, _render_r),
+    "rts": Distortion("rts", {"canvas_size": 42, "max_rotation_deg": 45.0,
+                              "min_scale": 0.7, "max_scale": 1.2},
+                      _sample_rts, _render_rts),
+    "p": Distortion("p", {"canvas_size": 28, "min_scale": 0.75,
+                          "max_scale": 1.0, "corner_std_px": 5.0},
+                    _sample_p, _render_p),
+    "e": Distortion("e", {"canvas_size": 28, "min_scale": 0.75,
+                          "max_scale": 1.0, "tps_grid_size": 4,
+                          "control_std_px": 1.5},
+                    _sample_e, _render_e),
+    "tc": Distortion("tc", {"canvas_size": 60, "num_clutter": 6,
+                            "clutter_size": 6},
+                     _sample_tc, _render_tc, needs_clutter=True),
+}
+
+
+def get_distortion(name: str) -> Distortion:
+  """The registered distortion `name` ("r", "rts", "p", "e", "tc")."""
+  if name not in DISTORTIONS:
+    raise ValueError(
+        f"`name` must be one of {sorted(DISTORTIONS)}, got {name!r}.")
+  return DISTORTIONS[name]
+
+
+def default_distortion_config(name: str) -> ml_collections.ConfigDict:
+  """The paper's numbers for distortion `name`, as a fresh ConfigDict."""
+  return ml_collections.ConfigDict(dict(get_distortion(name).defaults))
+
+
+# ------------------------------------------------------------ config checks
+
+# field -> (type, lower bound, upper bound); bounds inclusive, None = open.
+_FIELDS = {
+    "canvas_size": (int, DIGIT_SIZE, None),
+    "max_rotation_deg": (float, 0.0, 180.0),
+    "min_scale": (float, 1e-3, None),
+    "max_scale": (float, 1e-3, None),
+    "corner_std_px": (float, 0.0, None),
+    "control_std_px": (float, 0.0, None),
+    "tps_grid_size": (int, 2, None),
+    "num_clutter": (int, 0, None),
+    "clutter_size": (int, 1, DIGIT_SIZE),
+}
+
+
+def _read_field(cfg, field: str):
+  if isinstance(cfg, Mapping):
+    if field in cfg:
+      return cfg[field]
+  elif hasattr(cfg, field):
+    return getattr(cfg, field)
+  raise ValueError(f"`cfg` must have the field `{field}`, got {cfg!r}.")
+
+
+def config_values(name: str, cfg) -> dict[str, Any]:
+  """Reads and checks the fields of distortion `name` from `cfg`.
+
+  Args:
+    name: distortion name.
+    cfg: ConfigDict, mapping or any attribute object holding every field of
+      `default_distortion_config(name)`; other fields are ignored.
+
+  Returns:
+    dict field -> Python int/float, in the defaults' order.
+
+  Raises:
+    ValueError: a field is missing, of the wrong type, or out of range.
+  """
+  dist = get_distortion(name)
+  values = {}
+  for field in dist.defaults:
+    kind, low, high = _FIELDS[field]
+    value = _read_field(cfg, field)
+    ok_type = (isinstance(value, (int, np.integer)) if kind is int
+               else isinstance(value, (int, float, np.integer, np.floating)))
+    if isinstance(value, bool) or not ok_type:
+      raise ValueError(
+          f"`cfg.{field}` of distortion {name!r} must be a {kind.__name__}, "
+          f"got {value!r}.")
+    value = kind(value)
+    if not np.isfinite(value) or (low is not None and value < low) or (
+        high is not None and value > high):
+      raise ValueError(
+          f"`cfg.{field}` of distortion {name!r} must lie in "
+          f"[{low}, {'inf' if high is None else high}], got {value!r}.")
+    values[field] = value
+  if "min_scale" in values and values["min_scale"] > values["max_scale"]:
+    raise ValueError(
+        f"`cfg.min_scale` must be <= `cfg.max_scale` for distortion {name!r}, "
+        f"got {values['min_scale']} > {values['max_scale']}.")
+  if name == "rts" and values["canvas_size"] < DIGIT_SIZE * values["max_scale"]:
+    raise ValueError(
+        f"`cfg.canvas_size` of 'rts' must be >= 28 * max_scale = "
+        f"{DIGIT_SIZE * values['max_scale']} so that the scaled digit fits, "
+        f"got {values['canvas_size']}.")
+  return values
+
+
+# ------------------------------------------------------------ batched API
+
+
+def _to_float(images) -> jnp.ndarray:
+  """uint8 (0..255) -> float32 / 255; floating -> float32 (assumed 0..1)."""
+  images = jnp.asarray(images)
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 255.0
+  if not jnp.issubdtype(images.dtype, jnp.floating):
+    raise ValueError(
+        f"images must be uint8 (0..255) or floating (0..1), got {images.dtype}.")
+  return images.astype(jnp.float32)
+
+
+def _check_images(arg: str, images) -> None:
+  shape = tuple(np.shape(images))
+  if len(shape) != 3 or shape[1:] != (DIGIT_SIZE, DIGIT_SIZE) or not shape[0]:
+    raise ValueError(
+        f"`{arg}` must have shape [N>0, {DIGIT_SIZE}, {DIGIT_SIZE}], got "
+        f"{list(shape)}.")
+
+
+def _check_clutter(dist: Distortion, clutter_source) -> int | None:
+  """Returns the number of clutter source images (None when unused)."""
+  if not dist.needs_clutter:
+    return None
+  if clutter_source is None:
+    raise ValueError(
+        f"distortion {dist.name!r} needs `clutter_source` ([N, 28, 28] images "
+        "to cut clutter from, e.g. the training images), got None.")
+  _check_images("clutter_source", clutter_source)
+  return int(np.shape(clutter_source)[0])
+
+
+def _per_example_keys(key, batch: int):
+  return jax.random.split(key, batch)
+
+
+def _sample_with_keys(dist, p, keys, num_sources):
+  return jax.vmap(lambda k: dist.sample_one(k, p, num_sources))(keys)
+
+
+def _render_batch(dist, p, images, params, clutter_source):
+  images = _to_float(images)[..., None]
+  if clutter_source is not None:
+    clutter_source = jnp.asarray(clutter_source)
+  out = jax.vmap(lambda im, pr: dist.render_one(im, pr, p, clutter_source))(
+      images, params)
+  return jnp.clip(out, 0.0, 1.0)  # bilinear of [0, 1] values; float rounding
+
+
+def sample_params(name: str, key, batch: int, cfg, *,
+                  num_clutter_sources: int | None = None) -> dict:
+  """The random parameters that `make_distort_fn(name, cfg)(key, ...)` uses.
+
+  Args:
+    name: distortion name.
+    key: PRNG key (split into one key per example).
+    batch: B.
+    cfg: the distortion's config.
+    num_clutter_sources: N of `clutter_source` (for "tc" only).
+
+  Returns:
+    dict of `[B, ...]` arrays: r: angle (radians); rts: angle, scale,
+    translation `[B, 2]` (canvas px from the centre); p: scale,
+    corner_offsets `[B, 4, 2]` px; e: scale, control_offsets `[B, K, 2]` px;
+    tc: digit_offset `[B, 2]` (x, y) top-left px, clutter_index `[B, n]`,
+    clutter_src `[B, n, 2]` (x, y) top-left in the source digit, clutter_dst
+    `[B, n, 2]` (x, y) top-left on the canvas.
+  """
+  dist = get_distortion(name)
+  p = config_values(name, cfg)
+  if dist.needs_clutter and not (num_clutter_sources or 0) >= 1:
+    raise ValueError(
+        f"`num_clutter_sources` must be >= 1 for {name!r}, got "
+        f"{num_clutter_sources!r}.")
+  if not isinstance(batch, (int, np.integer)) or batch < 1:
+    raise ValueError(f"`batch` must be a positive int, got {batch!r}.")
+  fn = _sample_fn(name, tuple(p.items()), int(batch), num_clutter_sources)
+  return fn(key)
+
+
+@functools.lru_cache(maxsize=32)
+def _sample_fn(name: str, frozen: tuple, batch: int, num_sources):
+  dist, p = get_distortion(name), dict(frozen)
+  return jax.jit(lambda key: _sample_with_keys(
+      dist, p, _per_example_keys(key, batch), num_sources))
+
+
+def render(name: str, images, params: dict, cfg, *,
+           clutter_source=None) -> jnp.ndarray:
+  """Warps `images` [B, 28, 28] with given random `params` (`sample_params`).
+
+  Returns:
+    float32 `[B, S, S, 1]` in [0, 1].
+  """
+  dist = get_distortion(name)
+  p = config_values(name, cfg)
+  _check_images("images", images)
+  _check_clutter(dist, clutter_source)
+  if not dist.needs_clutter:
+    clutter_source = None
+  return _render_fn(name, tuple(p.items()))(images, params, clutter_source)
+
+
+@functools.lru_cache(maxsize=32)
+def _render_fn(name: str, frozen: tuple):
+  dist, p = get_distortion(name), dict(frozen)
+  return jax.jit(lambda images, params, clutter_source: _render_batch(
+      dist, p, images, params, clutter_source))
+
+
+@functools.lru_cache(maxsize=32)
+def _distort_fn(name: str, frozen: tuple):
+  dist, p = get_distortion(name), dict(frozen)
+
+  def fn(key, images, clutter_source=None):
+    _check_images("images", images)
+    num_sources = _check_clutter(dist, clutter_source)
+    if not dist.needs_clutter:
+      clutter_source = None  # unused; keeps it out of the computation
+    keys = _per_example_keys(key, np.shape(images)[0])
+    params = _sample_with_keys(dist, p, keys, num_sources)
+    return _render_batch(dist, p, images, params, clutter_source)
+
+  return jax.jit(fn)
+
+
+def make_distort_fn(name: str, cfg):
+  """A jitted `fn(key, images, clutter_source=None) -> [B, S, S, 1]`.
+
+  The function closes over the config's Python numbers (checked here).
+  `images` are `[B, 28, 28]` uint8 (0..255) or float (0..1); the result is
+  float32 `[B, S, S, 1]` in [0, 1], S = `cfg.canvas_size`. Each example gets
+  its own key from `jax.random.split(key, B)`. `clutter_source` `[N, 28, 28]`
+  is required by "tc" and ignored by the others; pass a device array
+  (`jax.device_put` once) so it is not copied to the device every call.
+  For training, call `fn(jax.random.fold_in(key, step), images)`.
+  """
+  return _distort_fn(name, tuple(config_values(name, cfg).items()))
+
+
+def distort(name: str, key, images, *, cfg, clutter_source=None):
+  """`make_distort_fn(name, cfg)(key, images, clutter_source)`.
+
+  Args:
+    name: "r", "rts", "p", "e" or "tc".
+    key: PRNG key.
+    images: `[B, 28, 28]` uint8 or float in [0, 1].
+    cfg: the distortion's config (fields of `default_distortion_config`).
+    clutter_source: `[N, 28, 28]` images to cut clutter from ("tc" only).
+
+  Returns:
+    float32 `[B, S, S, 1]` in [0, 1].
+  """
+  return make_distort_fn(name, cfg)(key, images, clutter_source)
+
+
+# ------------------------------------------------------------------ test sets
+
+
+def _digest(array) -> str:
+  array = np.ascontiguousarray(array)
+  h = hashlib.sha256(f"{array.dtype}{array.shape}".encode())
+  h.update(array.tobytes())
+  return h.hexdigest()
+
+
+def make_test_set(name: str, cfg, images, labels, *, seed: int,
+                  cache_dir: str | None = None, clutter_source=None):
+  """The fixed distorted test set of one distortion (same for every model).
+
+  Example i is `make_distort_fn(name, cfg)(jax.random.key(seed), images)[i]`,
+  computed in chunks of 1000 to bound memory; the result does not depend on
+  the chunking.
+
+  Args:
+    name: distortion name.
+    cfg: the distortion's config.
+    images: `[N, 28, 28]` uint8 or float in [0, 1] (e.g. the MNIST test set).
+    labels: `[N]` integer labels.
+    seed: Python int seed of the test set.
+    cache_dir: if given, the set is cached there as `.npz`, keyed by the name,
+      the config values, the seed and hashes of the images, labels and
+      clutter source, and reused when present.
+    clutter_source: `[M, 28, 28]` images to cut clutter from ("tc"). Default
+      for "tc": `images` themselves, so test clutter comes from test digits.
+
+  Returns:
+    `(x, y)`: numpy float32 `[N, S, S, 1]` in [0, 1] and int32 `[N]`.
+  """
+  dist = get_distortion(name)
+  p = config_values(name, cfg)
+  _check_images("images", images)
+  labels = np.asarray(labels)
+  n = np.shape(images)[0]
+  if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(
+        f"`labels` must be integer with shape [{n}], got {labels.dtype} "
+        f"{list(labels.shape)}.")
+  if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+    raise ValueError(f"`seed` must be a Python int, got {seed!r}.")
+  if dist.needs_clutter and clutter_source is None:
+    clutter_source = images
+  if not dist.needs_clutter:
+    clutter_source = None
+  _check_clutter(dist, clutter_source)
+  labels = labels.astype(np.int32)
+
+  path = None
+  if cache_dir is not None:
+    meta = {
+        "name": name, "values": p, "seed": int(seed),
+        "version": _CACHE_VERSION,
+        "prng": str(jax.config.jax_default_prng_impl),
+        "images": _digest(np.asarray(images)),
+        "labels": _digest(labels),
+        "clutter": (None if clutter_source is None
+                    else _digest(np.asarray(clutter_source))),
+    }
+    key_hash = hashlib.sha256(
+        json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
+    path = os.path.join(cache_dir, f"{name}_seed{int(seed)}_{key_hash}.npz")
+    if os.path.exists(path):
+      with np.load(path) as cached:
+        return cached["x"], cached["y"]
+
+  x = _distort_all(dist, tuple(p.items()), images, int(seed), clutter_source)
+  if path is not None:
+    os.makedirs(cache_dir, exist_ok=True)
+    # Written to a temporary file and renamed, so a crash leaves no half file.
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npz.tmp")
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, x=x, y=labels)
+    os.replace(tmp, path)
+  return x, labels
+
+
+@functools.lru_cache(maxsize=32)
+def _chunk_fn(name: str, frozen: tuple):
+  dist, p = get_distortion(name), dict(frozen)
+
+  def fn(keys, images, clutter_source):
+    num_sources = None if clutter_source is None else clutter_source.shape[0]
+    params = _sample_with_keys(dist, p, keys, num_sources)
+    return _render_batch(dist, p, images, params, clutter_source)
+
+  return jax.jit(fn)
+
+
+def _distort_all(dist, frozen, images, seed, clutter_source) -> np.ndarray:
+  images = np.asarray(images)
+  n = images.shape[0]
+  keys = _per_example_keys(jax.random.key(seed), n)
+  if clutter_source is not None:
+    clutter_source = jax.device_put(np.asarray(clutter_source))
+  fn = _chunk_fn(dist.name, frozen)
+  chunk = min(_TEST_SET_CHUNK, n)
+  chunks = []
+  for start in range(0, n, chunk):
+    stop = min(start + chunk, n)
+    idx = np.arange(start, start + chunk).clip(max=n - 1)
+    # Full-size chunks (the last padded with repeats) compile only once.
+    out = fn(keys[idx], images[idx], clutter_source)
+    chunks.append(np.asarray(out)[: stop - start])
+  return np.concatenate(chunks, axis=0)

@@ -1,0 +1,107 @@
+"""Tests of MNIST loading through TFDS (mocked; real data when available)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from stn_jax import data
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+REAL_DIR = os.environ.get(data.MNIST_ENV_VAR)
+
+
+def _write_mock_metadata(data_dir, train=7, test=5):
+  """Writes `mnist/3.0.1` metadata with known split sizes into `data_dir`.
+
+  `tfds.testing.mock_data` reads the split sizes from it: without them,
+  `batch_size=-1` asks TF for a batch of sys.maxsize examples and aborts.
+  """
+  builder = tfds.builder("mnist", data_dir=str(data_dir))
+  builder.info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name=name, shard_lengths=[n], num_bytes=0)
+      for name, n in (("train", train), ("test", test))]))
+  os.makedirs(builder.data_dir, exist_ok=True)
+  builder.info.write_to_directory(builder.data_dir)
+
+
+def _fake_manual_dir(path, content=b"not mnist"):
+  path.mkdir(exist_ok=True)
+  for name in data.MNIST_FILES:
+    (path / name).write_bytes(content)
+  return str(path)
+
+
+def test_default_manual_dir_reads_the_environment(monkeypatch):
+  monkeypatch.setenv(data.MNIST_ENV_VAR, "/some/dir")
+  assert data.default_manual_dir() == "/some/dir"
+  monkeypatch.setenv(data.MNIST_ENV_VAR, "")
+  assert data.default_manual_dir() is None
+  monkeypatch.delenv(data.MNIST_ENV_VAR)
+  assert data.default_manual_dir() is None
+
+
+def test_loads_mocked_mnist(tmp_path):
+  _write_mock_metadata(tmp_path)
+  with tfds.testing.mock_data(num_examples=7, data_dir=str(tmp_path)):
+    mnist = data.load_mnist(manual_dir=None, data_dir=str(tmp_path))
+    # A manual folder holding the four files passes the check (the mocked
+    # download is a no-op, so their content is not read).
+    with_dir = data.load_mnist(
+        manual_dir=_fake_manual_dir(tmp_path / "manual"),
+        data_dir=str(tmp_path))
+  assert isinstance(mnist, data.MnistArrays)
+  for images, labels in ((mnist.train_images, mnist.train_labels),
+                         (mnist.test_images, mnist.test_labels)):
+    assert images.shape == (7, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (7,) and labels.dtype == np.int32
+    assert labels.min() >= 0 and labels.max() <= 9
+  np.testing.assert_array_equal(with_dir.train_images, mnist.train_images)
+
+
+def test_missing_manual_dir_is_a_clear_error(tmp_path):
+  with pytest.raises(data.DatasetError, match=data.MNIST_ENV_VAR) as err:
+    data.load_mnist(manual_dir=str(tmp_path / "nope"),
+                    data_dir=str(tmp_path / "tfds"))
+  assert "does not exist" in str(err.value)
+  assert isinstance(err.value, ValueError)
+
+
+def test_incomplete_manual_dir_names_the_missing_files(tmp_path):
+  (tmp_path / data.MNIST_FILES[0]).write_bytes(b"x")
+  with pytest.raises(data.DatasetError, match="lacks the MNIST file") as err:
+    data.load_mnist(manual_dir=str(tmp_path), data_dir=str(tmp_path / "tfds"))
+  listed = str(err.value).split("lacks the MNIST file(s)")[1].split("]")[0]
+  assert data.MNIST_FILES[0] not in listed
+  assert all(name in listed for name in data.MNIST_FILES[1:])
+  assert "data.manual_dir" in str(err.value)
+
+
+def test_corrupt_manual_dir_is_a_clear_error(tmp_path):
+  manual = _fake_manual_dir(tmp_path / "manual")
+  with pytest.raises(data.DatasetError, match="(?i)checksum") as err:
+    data.load_mnist(manual_dir=manual, data_dir=str(tmp_path / "tfds"))
+  assert data.MNIST_ENV_VAR in str(err.value)
+  assert not (tmp_path / "tfds" / "mnist" / "3.0.1").exists()
+
+
+@pytest.mark.skipif(not REAL_DIR, reason=f"{data.MNIST_ENV_VAR} is not set")
+def test_loads_real_mnist():
+  # TFDS's default data_dir: prepared once (~20 s), then reused.
+  mnist = data.load_mnist(manual_dir=REAL_DIR)
+  assert mnist.train_images.shape == (60000, 28, 28)
+  assert mnist.test_images.shape == (10000, 28, 28)
+  assert mnist.train_images.dtype == np.uint8
+  assert mnist.train_labels.dtype == np.int32
+  # MNIST's known class counts.
+  np.testing.assert_array_equal(
+      np.bincount(mnist.train_labels, minlength=10),
+      [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
+  np.testing.assert_array_equal(
+      np.bincount(mnist.test_labels, minlength=10),
+      [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+  assert mnist.train_images.max() == 255 and mnist.train_images.min() == 0
+  # Ink sits in the middle; the border rows are nearly blank.
+  assert mnist.test_images[:, 0].mean() < 1.0
+  assert mnist.test_images[:, 10:18, 10:18].mean() > 50
