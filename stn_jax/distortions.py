@@ -36,8 +36,11 @@ Distortions (`S` = `canvas_size`, sizes in pixels):
   uniformly random integer positions (anywhere in the 28x28 frame, so some
   patches are nearly blank, as in deepmind/mnist-cluttered) from uniformly
   random images of `clutter_source`, placed at uniformly random integer
-  positions fully on the canvas. Digit and patches combine with a pixelwise
-  max, so overlaps never exceed 1. "Other digits": a patch's source is drawn
+  positions fully on the canvas. The digit is placed with the sampler (an
+  exact copy at integer offsets); the patches are pasted (`dynamic_slice` /
+  `dynamic_update_slice`, the same exact copy, much cheaper than a canvas-size
+  sample per patch). Digit and patches combine with a pixelwise max, so
+  overlaps never exceed 1. "Other digits": a patch's source is drawn
   from the whole `clutter_source`; it is the distorted digit itself with
   probability 1/len(clutter_source), which is left as is.
 
@@ -302,7 +305,10 @@ def _render_tc(image, params, p: Params, clutter_source):
   def one_patch(index, src, dst):
     source = _to_float(clutter_source[index])
     patch = jax.lax.dynamic_slice(source, (src[1], src[0]), (c, c))
-    return _place(patch[..., None], dst, s)
+    # An integer-position copy: pasting is exact and ~10x cheaper on CPU than
+    # sampling the whole canvas once per patch.
+    return jax.lax.dynamic_update_slice(
+        jnp.zeros((s, s, 1), jnp.float32), patch[..., None], (dst[1], dst[0], 0))
 
   if p["num_clutter"]:
     patches = jax.vmap(one_patch)(params["clutter_index"],

@@ -98,9 +98,9 @@ def test_pixel_normalisation_matches_core():
   hom = np.concatenate([pts, np.ones((3, 1), np.float32)], 1)
   ours = (D._px_to_norm(42) @ hom.T).T[:, :2]
   np.testing.assert_allclose(
-      ours, stn_jax.pixel_to_normalized(pts, (42, 42)), atol=1e-6)
+      ours, stn_jax.pixel_to_normalized(pts, (42, 42)), atol=1e-5)
   np.testing.assert_allclose(
-      (D._norm_to_px(42) @ D._px_to_norm(42)), np.eye(3), atol=1e-6)
+      (D._norm_to_px(42) @ D._px_to_norm(42)), np.eye(3), atol=1e-5)
 
 
 # ------------------------------------------------------------------ R, RTS
@@ -351,35 +351,48 @@ def test_tc_digit_fully_on_canvas_and_clutter_present():
 # ----------------------------------------------------------------- test sets
 
 
+def test_tc_test_set_cuts_clutter_from_its_own_images():
+  cfg = D.default_distortion_config("tc")
+  images, labels = _digits(4, seed=3), np.arange(4)
+  x, y = D.make_test_set("tc", cfg, images, labels, seed=11)
+  assert x.shape == (4, 60, 60, 1) and x.dtype == np.float32
+  assert y.dtype == np.int32 and np.array_equal(y, labels)
+  direct = D.make_distort_fn("tc", cfg)(jax.random.key(11), images, images)
+  np.testing.assert_allclose(x, direct, atol=1e-5)
+
+
 def test_make_test_set_fixed_chunk_independent_and_cached(tmp_path,
                                                           monkeypatch):
-  cfg = D.default_distortion_config("tc")
+  cfg = D.default_distortion_config("r")
   images, labels = _digits(5, seed=3), np.arange(5) % 10
-  x, y = D.make_test_set("tc", cfg, images, labels, seed=11)
-  assert x.shape == (5, 60, 60, 1) and x.dtype == np.float32
+  x, y = D.make_test_set("r", cfg, images, labels, seed=11)
+  assert x.shape == (5, 28, 28, 1) and x.dtype == np.float32
   assert y.dtype == np.int32 and np.array_equal(y, labels)
-  # Same as the batched function on key(seed), clutter from the images.
-  direct = D.make_distort_fn("tc", cfg)(jax.random.key(11), images, images)
-  np.testing.assert_allclose(x, direct, atol=1e-6)
+  # Example i is the batched function's example i on key(seed).
+  direct = D.make_distort_fn("r", cfg)(jax.random.key(11), images)
+  np.testing.assert_allclose(x, direct, atol=1e-5)
   monkeypatch.setattr(D, "_TEST_SET_CHUNK", 2)
-  x2, _ = D.make_test_set("tc", cfg, images, labels, seed=11)
-  np.testing.assert_allclose(x2, x, atol=1e-6)
-  other, _ = D.make_test_set("tc", cfg, images, labels, seed=12)
+  x2, _ = D.make_test_set("r", cfg, images, labels, seed=11)
+  np.testing.assert_allclose(x2, x, atol=1e-5)
+  other, _ = D.make_test_set("r", cfg, images, labels, seed=12)
   assert np.abs(other - x).max() > 0.1
   # Cache: written once, then read back without recomputing.
-  xc, _ = D.make_test_set("tc", cfg, images, labels, seed=11,
+  xc, _ = D.make_test_set("r", cfg, images, labels, seed=11,
                           cache_dir=str(tmp_path))
-  assert len(list(tmp_path.glob("tc_seed11_*.npz"))) == 1
-  np.testing.assert_allclose(xc, x, atol=1e-6)
+  assert len(list(tmp_path.glob("r_seed11_*.npz"))) == 1
+  np.testing.assert_allclose(xc, x, atol=1e-5)
   monkeypatch.setattr(D, "_distort_all",
                       lambda *a, **k: pytest.fail("cache not used"))
-  xr, yr = D.make_test_set("tc", cfg, images, labels, seed=11,
+  xr, yr = D.make_test_set("r", cfg, images, labels, seed=11,
                            cache_dir=str(tmp_path))
   np.testing.assert_array_equal(xr, xc)
   np.testing.assert_array_equal(yr, labels)
-  # A different config is a different cache entry.
+  # A different config, or other images, is a different cache entry.
   with pytest.raises(pytest.fail.Exception, match="cache not used"):
-    D.make_test_set("tc", _cfg("tc", num_clutter=3), images, labels, seed=11,
+    D.make_test_set("r", _cfg("r", max_rotation_deg=45.0), images, labels,
+                    seed=11, cache_dir=str(tmp_path))
+  with pytest.raises(pytest.fail.Exception, match="cache not used"):
+    D.make_test_set("r", cfg, images[::-1], labels, seed=11,
                     cache_dir=str(tmp_path))
 
 
