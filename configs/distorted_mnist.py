@@ -1,0 +1,212 @@
+r"""Distorted MNIST (Jaderberg et al. 2015, Table 1 and the cluttered TC set).
+
+Run one cell of Table 1 (here RTS, ST-CNN with a thin-plate spline, the CPU
+budget protocol):
+
+    python -m stn_jax.main \
+        --config=configs/distorted_mnist.py:rts,st_cnn,tps,quick \
+        --workdir=/tmp/stn/rts_st_cnn_tps_quick
+
+Overrides: `--config.seed=1 --config.train.num_steps=2000
+--config.data.manual_dir=/path/to/mnist` (unknown keys and bad values fail
+before any work). Re-running with the same workdir resumes from its latest
+checkpoint. The run writes `metrics.jsonl`, TensorBoard events,
+`checkpoints/`, `results.json` and, for ST models, `transforms.png`.
+
+`get_config(arg)`: arg = "<distortion>,<model>[,<transform>][,<protocol>]"
+  distortion  "r" | "rts" | "p" | "e" | "tc"
+  model       "fcn" | "cnn" | "st_fcn" | "st_cnn"
+  transform   "affine" | "attention" | "projective" | "tps" (ST models only;
+              default "affine")
+  protocol    "paper" (default) | "quick" | "smoke"
+
+Protocols:
+  paper  the paper's: SGD (no momentum), lr 0.01 divided by 10 every 50k
+         steps, 150k steps, batch 256, cross-entropy, no weight decay. Expect
+         Table 1 (e.g. RTS: CNN 0.8 %, ST-CNN 0.5 % test error); that takes a
+         GPU (about 150k steps x 256 examples).
+  quick  a CPU budget: Adam with a cosine schedule, sized so that one RTS run
+         takes at most ~10 minutes on a 2-core CPU; the plain CNN is the
+         slowest model and sets the budget. Measured on RTS, seed 0 (2 shared
+         cores): see `_QUICK_MEASURED` below.
+  smoke  a few steps on small batches, for tests (seconds).
+
+Widths: for every distortion the classifier and localisation widths below
+give FCN, CNN, ST-FCN-* and ST-CNN-* parameter counts within 10% of each other
+(checked by tests/test_models.py); the run prints and records the count.
+For the large canvases (RTS 42x42, TC 60x60) the transformer samples onto a
+half-size grid (`model.st_downsample = 2`) before the classifier.
+"""
+
+import os
+
+import ml_collections
+from ml_collections import config_dict
+
+from stn_jax import distortions
+
+DISTORTIONS = ("r", "rts", "p", "e", "tc")
+MODELS = ("fcn", "cnn", "st_fcn", "st_cnn")
+TRANSFORMS = ("affine", "attention", "projective", "tps")
+PROTOCOLS = ("paper", "quick", "smoke")
+
+# Measured quick-protocol test errors (%) on RTS, seed 0; see stn_jax/main.py.
+_QUICK_MEASURED = {"cnn": None, "st_cnn_affine": None}
+
+# Transformer output down-sampling per distortion: the 42 and 60 pixel
+# canvases are sampled onto a half-size grid (the paper's reading).
+_ST_DOWNSAMPLE = {"r": 1, "rts": 2, "p": 1, "e": 1, "tc": 2}
+
+# Classifier widths per canvas: FCN hidden units (h, h) or CNN filters
+# (f, 2f), solved so that the 4 models of a column have about the same
+# parameter count (28 px: ~134k, RTS: ~106k, TC: ~167k).
+_WIDTH = {
+    28: {"fcn": 143, "cnn": 32, "st_fcn": 118, "st_cnn": 30},
+    42: {"fcn": 58, "cnn": 24, "st_fcn": 90, "st_cnn": 27},
+    60: {"fcn": 46, "cnn": 24, "st_fcn": 52, "st_cnn": 30},
+}
+
+
+def _classifier(model: str, width: int) -> ml_collections.ConfigDict:
+  """Classifier widths of `model` (FCN: hidden; CNN: filters, kernels)."""
+  if model in ("fcn", "st_fcn"):
+    return ml_collections.ConfigDict(dict(
+        hidden=(width, width),  # Units of the 2 hidden dense layers.
+    ))
+  return ml_collections.ConfigDict(dict(
+      filters=(width, 2 * width),  # Channels of the 2 convolutions.
+      kernel_sizes=(9, 7),  # Square kernel sizes (the paper's 9x9, 7x7).
+  ))
+
+
+def _localizer(model: str):
+  """Localisation net widths (the paper's), or None for plain models."""
+  if model == "st_fcn":
+    return ml_collections.ConfigDict(dict(
+        hidden=(32, 32),  # 2 hidden dense layers; theta is the 3rd layer.
+    ))
+  if model == "st_cnn":
+    return ml_collections.ConfigDict(dict(
+        input_downsample=2,  # Average-pool factor on the input first.
+        filters=(20, 20),  # Channels of the 2 VALID 5x5 convolutions.
+        kernel_size=5,  # Square kernel size.
+        hidden=20,  # Units of the dense layer before theta.
+    ))
+  return None
+
+
+def _protocol(name: str) -> ml_collections.ConfigDict:
+  """The optimisation settings of protocol `name`."""
+  train = ml_collections.ConfigDict(dict(
+      num_steps=150_000,  # Training steps (one batch each).
+      batch_size=256,  # Global batch, split over all devices.
+      optimizer="sgd",  # "sgd" | "adam".
+      momentum=0.0,  # SGD momentum (the paper: none).
+      learning_rate=0.01,  # Peak / initial learning rate.
+      lr_schedule="step",  # "step" | "cosine" | "constant".
+      lr_decay_every=50_000,  # "step": multiply the lr every this many steps
+      lr_decay_factor=0.1,  # ... by this factor.
+      warmup_steps=0,  # Linear warm-up steps ("cosine" only).
+      weight_decay=0.0,  # Decoupled weight decay (the paper: none).
+      checkpoint_every=5_000,  # Checkpoint every this many steps (and at end).
+      max_checkpoints_to_keep=2,  # Older checkpoints are deleted.
+      eval_every=10_000,  # Evaluate on the test set every this many steps.
+      log_every=500,  # Training metrics / progress line every this many.
+      eval_batch_size=1000,  # Global evaluation batch.
+  ))
+  if name == "quick":
+    train.update(dict(
+        num_steps=1500, batch_size=128, optimizer="adam", learning_rate=1e-3,
+        lr_schedule="cosine", warmup_steps=50, checkpoint_every=500,
+        eval_every=1500, log_every=50))
+  elif name == "smoke":
+    train.update(dict(
+        num_steps=4, batch_size=16, optimizer="adam", learning_rate=1e-3,
+        lr_schedule="constant", checkpoint_every=2, eval_every=4,
+        log_every=1, eval_batch_size=64))
+  return train
+
+
+def parse_arg(arg: str) -> tuple:
+  """"dist,model[,transform][,protocol]" -> (dist, model, transform, protocol).
+
+  `transform` is None for "fcn"/"cnn" and defaults to "affine" for ST models;
+  `protocol` defaults to "paper". Raises ValueError naming a bad item.
+  """
+  items = [s.strip() for s in (arg or "").split(",") if s.strip()]
+  usage = ("expected '<distortion>,<model>[,<transform>][,<protocol>]' with "
+           f"distortion in {list(DISTORTIONS)}, model in {list(MODELS)}, "
+           f"transform in {list(TRANSFORMS)}, protocol in {list(PROTOCOLS)}")
+  if len(items) < 2:
+    raise ValueError(f"config argument {arg!r}: {usage}.")
+  dist, model, rest = items[0], items[1], items[2:]
+  if dist not in DISTORTIONS:
+    raise ValueError(f"config argument {arg!r}: unknown distortion {dist!r}; "
+                     f"{usage}.")
+  if model not in MODELS:
+    raise ValueError(f"config argument {arg!r}: unknown model {model!r}; "
+                     f"{usage}.")
+  transform = protocol = None
+  for item in rest:
+    if item in TRANSFORMS and transform is None and protocol is None:
+      transform = item
+    elif item in PROTOCOLS and protocol is None:
+      protocol = item
+    else:
+      raise ValueError(f"config argument {arg!r}: unexpected item {item!r}; "
+                       f"{usage}.")
+  is_st = model.startswith("st_")
+  if transform is not None and not is_st:
+    raise ValueError(f"config argument {arg!r}: model {model!r} has no "
+                     f"spatial transformer, so it takes no transform "
+                     f"(got {transform!r}).")
+  if is_st and transform is None:
+    transform = "affine"
+  return dist, model, transform, protocol or "paper"
+
+
+def get_config(arg: str = "rts,st_cnn,affine,quick") -> ml_collections.ConfigDict:
+  """The locked config of one run; see the module docstring for `arg`."""
+  dist, model, transform, protocol = parse_arg(arg)
+  dcfg = distortions.default_distortion_config(dist)
+  canvas = int(dcfg.canvas_size)
+  cfg = ml_collections.ConfigDict()
+  cfg.seed = 0  # Seeds the init, the data order and the training warps.
+  cfg.protocol = protocol  # "paper" | "quick" | "smoke" (recorded).
+  cfg.distortion_name = dist  # "r" | "rts" | "p" | "e" | "tc".
+  # The distortion's numbers (stn_jax.distortions.default_distortion_config).
+  cfg.distortion = dcfg
+  cfg.model = ml_collections.ConfigDict(dict(
+      name=model,  # "fcn" | "cnn" | "st_fcn" | "st_cnn" (stn_jax.models).
+      # Transform family of ST models (stn_jax.TRANSFORMS); None otherwise.
+      transform=transform if transform else config_dict.placeholder(str),
+      tps_num_points=16,  # TPS control points (a perfect square).
+      st_downsample=_ST_DOWNSAMPLE[dist],  # Output grid = canvas / this.
+      align_corners=True,  # The paper's grid convention (linspace(-1, 1)).
+      sampling_method="bilinear",  # Sampler kernel of the transformer.
+      padding_mode="zeros",  # What the transformer reads outside the input.
+      # Classifier widths (see _classifier).
+      classifier=_classifier(model, _WIDTH[canvas][model]),
+      # Localisation net widths (see _localizer); None for fcn / cnn.
+      localizer=_localizer(model),
+  ))
+  cfg.train = _protocol(protocol)
+  cfg.data = ml_collections.ConfigDict(dict(
+      # Folder with the 4 MNIST IDX .gz files (TFDS manual download folder);
+      # defaults to $STN_JAX_MNIST_DIR; None lets TFDS download.
+      manual_dir=(os.environ.get("STN_JAX_MNIST_DIR")
+                  or config_dict.placeholder(str)),
+      data_dir=config_dict.placeholder(str),  # TFDS data dir (None: default).
+      test_seed=0,  # Seed of the fixed distorted test set (same for all runs).
+      # Cache folder for the distorted test set (None: rebuilt every run).
+      test_cache_dir=config_dict.placeholder(str),
+      # Evaluate on the first N test examples only (None: the whole set).
+      num_test_examples=config_dict.placeholder(int),
+  ))
+  cfg.num_transform_examples = 12  # Test inputs shown in transforms.png.
+  cfg.distributed = False  # Call jax.distributed.initialize() (multi-host).
+  if protocol == "smoke":
+    cfg.data.num_test_examples = 64
+    cfg.num_transform_examples = 4
+  cfg.lock()
+  return cfg

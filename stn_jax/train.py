@@ -1,0 +1,621 @@
+"""Training and evaluation of the distorted-MNIST models (flax-examples style).
+
+`train_and_evaluate(config, workdir)` trains one model of
+`configs/distorted_mnist.py` and returns its results dict (also written to
+`workdir/results.json`). What it does:
+
+* Data: MNIST (`stn_jax.data.load_mnist`) stays on the device; each step
+  draws `batch_size` training indices uniformly WITH replacement from
+  `fold_in(data_key, step)` and distorts them with `fold_in(distort_key,
+  step)` (`stn_jax.distortions.make_distort_fn`). The batch is therefore a
+  pure function of (seed, step): a resumed run sees exactly the batches of
+  an uninterrupted one. The test set is fixed (`data.test_seed`).
+* Devices: one `Mesh` over all devices with a "data" axis; the batch is
+  sharded along it (`NamedSharding(mesh, P("data"))`), the train state is
+  replicated, and the jitted `train_step` is the same program on 1 CPU or
+  several GPUs / hosts (`config.distributed` calls
+  `jax.distributed.initialize()` in `stn_jax.main`).
+* Metrics (loss, error %, learning rate, examples/s, test loss / error) go to
+  `workdir/metrics.jsonl` and TensorBoard (`clu.metric_writers`), progress
+  with an ETA to the log (`clu.periodic_actions.ReportProgress`).
+* Orbax `CheckpointManager` in `workdir/checkpoints`: every
+  `train.checkpoint_every` steps and at the end; a run restarted with the
+  same workdir resumes from the latest checkpoint.
+* A non-finite loss or gradient stops the run with `NonFiniteLossError`
+  naming the step; the last good checkpoint is kept (the bad state is never
+  saved).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Mapping, Optional
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+from flax.training import train_state as train_state_lib
+import jax
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+import stn_jax
+from stn_jax import data as data_lib
+from stn_jax import distortions
+from stn_jax import models
+
+TrainState = train_state_lib.TrainState
+DATA_AXIS = "data"
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss or gradient became NaN or inf."""
+
+
+# ----------------------------------------------------------------- config
+
+
+def _fail(key: str, value, expected: str):
+  raise ValueError(f"config `{key}` must be {expected}, got {value!r}.")
+
+
+def _check_int(key: str, value, low: int = 1):
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
+      value < low):
+    _fail(key, value, f"an int >= {low}")
+
+
+def _check_float(key: str, value, low: float = 0.0, *, strict=False):
+  ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and (value > low if strict else value >= low))
+  if not ok:
+    _fail(key, value, f"a finite number {'>' if strict else '>='} {low}")
+
+
+def _check_choice(key: str, value, choices):
+  if value not in choices:
+    _fail(key, value, f"one of {sorted(choices)}")
+
+
+def _check_ints(key: str, value, length: Optional[int] = None):
+  try:
+    items = tuple(value)
+  except TypeError:
+    items = None
+  if items is None or (length is not None and len(items) != length) or not (
+      items) or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                    or v < 1 for v in items):
+    what = f"{length} " if length is not None else ""
+    _fail(key, value, f"a tuple of {what}positive ints")
+
+
+def _check_keys(key: str, cfg, expected):
+  got = set(cfg.keys()) if cfg is not None else set()
+  if got != set(expected):
+    raise ValueError(
+        f"config `{key}` must have exactly the fields {sorted(expected)}, got "
+        f"{sorted(got)}.")
+
+
+_CLASSIFIER_FIELDS = {"fcn": ("hidden",), "cnn": ("filters", "kernel_sizes")}
+_LOCALIZER_FIELDS = {
+    "st_fcn": ("hidden",),
+    "st_cnn": ("input_downsample", "filters", "kernel_size", "hidden"),
+}
+_CLASSIFIER_OF = {"fcn": "fcn", "cnn": "cnn", "st_fcn": "fcn", "st_cnn": "cnn"}
+
+
+def validate_config(cfg: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first invalid key and value of `cfg`.
+
+  Checks names against the registries (distortions, models, transforms,
+  optimizers, schedules), the distortion numbers (via
+  `stn_jax.distortions.config_values`), widths, step counts and rates.
+  Device-dependent checks (batch divisible by the device count) happen in
+  `train_and_evaluate`.
+  """
+  _check_int("seed", cfg.seed, 0)
+  _check_choice("protocol", cfg.protocol, ("paper", "quick", "smoke"))
+  _check_choice("distortion_name", cfg.distortion_name,
+                tuple(distortions.DISTORTIONS))
+  defaults = distortions.default_distortion_config(cfg.distortion_name)
+  _check_keys("distortion", cfg.distortion, defaults.keys())
+  distortions.config_values(cfg.distortion_name, cfg.distortion)
+  canvas = int(cfg.distortion.canvas_size)
+
+  m = cfg.model
+  _check_choice("model.name", m.name, tuple(models.MODELS))
+  kind = _CLASSIFIER_OF[m.name]
+  _check_keys("model.classifier", m.classifier, _CLASSIFIER_FIELDS[kind])
+  if kind == "fcn":
+    _check_ints("model.classifier.hidden", m.classifier.hidden)
+  else:
+    _check_ints("model.classifier.filters", m.classifier.filters, 2)
+    _check_ints("model.classifier.kernel_sizes", m.classifier.kernel_sizes, 2)
+  if m.name in models.ST_MODELS:
+    _check_choice("model.transform", m.transform, tuple(stn_jax.TRANSFORMS))
+    _check_keys("model.localizer", m.localizer, _LOCALIZER_FIELDS[m.name])
+    if m.name == "st_fcn":
+      _check_ints("model.localizer.hidden", m.localizer.hidden)
+    else:
+      _check_ints("model.localizer.filters", m.localizer.filters, 2)
+      _check_int("model.localizer.kernel_size", m.localizer.kernel_size)
+      _check_int("model.localizer.hidden", m.localizer.hidden)
+      _check_int("model.localizer.input_downsample",
+                 m.localizer.input_downsample)
+    _check_int("model.tps_num_points", m.tps_num_points, 4)
+    if m.transform == "tps" and math.isqrt(m.tps_num_points) ** 2 != (
+        m.tps_num_points):
+      _fail("model.tps_num_points", m.tps_num_points, "a perfect square")
+    _check_int("model.st_downsample", m.st_downsample)
+    if canvas % m.st_downsample:
+      _fail("model.st_downsample", m.st_downsample,
+            f"a divisor of the canvas size {canvas}")
+    _check_choice("model.sampling_method", m.sampling_method,
+                  tuple(stn_jax.METHODS))
+    _check_choice("model.padding_mode", m.padding_mode,
+                  tuple(stn_jax.PADDING_MODES))
+    if not isinstance(m.align_corners, bool):
+      _fail("model.align_corners", m.align_corners, "a bool")
+  elif m.transform is not None:
+    _fail("model.transform", m.transform,
+          f"None for model {m.name!r} (it has no spatial transformer)")
+
+  t = cfg.train
+  for key in ("num_steps", "batch_size", "lr_decay_every", "checkpoint_every",
+              "max_checkpoints_to_keep", "eval_every", "log_every",
+              "eval_batch_size"):
+    _check_int(f"train.{key}", t[key])
+  _check_int("train.warmup_steps", t.warmup_steps, 0)
+  _check_choice("train.optimizer", t.optimizer, tuple(OPTIMIZERS))
+  _check_choice("train.lr_schedule", t.lr_schedule, tuple(SCHEDULES))
+  _check_float("train.learning_rate", t.learning_rate, 0.0, strict=True)
+  _check_float("train.momentum", t.momentum)
+  if t.momentum >= 1:
+    _fail("train.momentum", t.momentum, "in [0, 1)")
+  _check_float("train.lr_decay_factor", t.lr_decay_factor, 0.0, strict=True)
+  _check_float("train.weight_decay", t.weight_decay)
+  if t.lr_schedule == "cosine" and t.warmup_steps >= t.num_steps:
+    _fail("train.warmup_steps", t.warmup_steps,
+          f"< train.num_steps ({t.num_steps}) for the cosine schedule")
+
+  d = cfg.data
+  _check_int("data.test_seed", d.test_seed, 0)
+  if d.num_test_examples is not None:
+    _check_int("data.num_test_examples", d.num_test_examples)
+  for key in ("manual_dir", "data_dir", "test_cache_dir"):
+    if d[key] is not None and not isinstance(d[key], str):
+      _fail(f"data.{key}", d[key], "a path string or None")
+  _check_int("num_transform_examples", cfg.num_transform_examples, 0)
+  if not isinstance(cfg.distributed, bool):
+    _fail("distributed", cfg.distributed, "a bool")
+
+
+# ------------------------------------------------------------- optimiser
+
+
+def _step_schedule(t) -> optax.Schedule:
+  # The paper: lr divided by 10 every 50k steps.
+  boundaries = {int(s): float(t.lr_decay_factor)
+                for s in range(t.lr_decay_every, t.num_steps,
+                               t.lr_decay_every)}
+  return optax.piecewise_constant_schedule(t.learning_rate, boundaries)
+
+
+def _cosine_schedule(t) -> optax.Schedule:
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=t.learning_rate,
+      warmup_steps=t.warmup_steps, decay_steps=t.num_steps)
+
+
+SCHEDULES: dict[str, Callable[[Any], optax.Schedule]] = {
+    "step": _step_schedule,
+    "cosine": _cosine_schedule,
+    "constant": lambda t: optax.constant_schedule(t.learning_rate),
+}
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    # Plain SGD (momentum 0) is the paper's protocol.
+    "sgd": lambda lr, t: optax.sgd(lr, momentum=t.momentum or None),
+    "adam": lambda lr, t: optax.adam(lr),
+}
+
+
+def make_optimizer(train_cfg) -> tuple:
+  """`(optax transformation, learning-rate schedule)` of `config.train`."""
+  schedule = SCHEDULES[train_cfg.lr_schedule](train_cfg)
+  tx = OPTIMIZERS[train_cfg.optimizer](schedule, train_cfg)
+  if train_cfg.weight_decay:
+    tx = optax.chain(optax.add_decayed_weights(train_cfg.weight_decay), tx)
+  return tx, schedule
+
+
+# ------------------------------------------------------------ the steps
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1D mesh with axis "data" over `devices` (default: all devices)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def create_train_state(model, tx, key, *, canvas_size: int) -> TrainState:
+  """A fresh `TrainState` (step 0) for `[B, S, S, 1]` inputs."""
+  params = models.init_params(model, key, canvas_size=canvas_size)
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def _loss_and_errors(logits, labels):
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  errors = (jnp.argmax(logits, -1) != labels).astype(jnp.float32)
+  return losses, errors
+
+
+def train_step(state: TrainState, batch, *, schedule=None):
+  """One SGD step on `batch = (images [B, S, S, 1] f32, labels [B] int32)`.
+
+  Returns `(new_state, metrics)`; metrics are scalars: `loss` (mean
+  cross-entropy), `error` (% of the batch misclassified), `grad_norm` (global
+  L2 norm, non-finite when the update is) and `learning_rate` (the rate used
+  by this step, when `schedule` is given).
+  """
+  images, labels = batch
+
+  def loss_fn(params):
+    logits = state.apply_fn({"params": params}, images)
+    losses, errors = _loss_and_errors(logits, labels)
+    return losses.mean(), errors.mean()
+
+  (loss, error), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  new_state = state.apply_gradients(grads=grads)
+  metrics = {"loss": loss, "error": 100.0 * error,
+             "grad_norm": optax.global_norm(grads)}
+  if schedule is not None:
+    metrics["learning_rate"] = schedule(state.step)
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, images, labels, weights):
+  """Sums of (loss, errors, weight) over a padded test batch.
+
+  `weights [B]` is 1 for real examples and 0 for padding.
+  """
+  logits = state.apply_fn({"params": state.params}, images)
+  losses, errors = _loss_and_errors(logits, labels)
+  return (jnp.sum(losses * weights), jnp.sum(errors * weights),
+          jnp.sum(weights))
+
+
+def make_batch_fn(config, distort_fn, *, data_key, distort_key) -> Callable:
+  """`fn(step, train_images, train_labels) -> (images, labels)` (traceable).
+
+  Indices are drawn uniformly with replacement from `fold_in(data_key,
+  step)`; the warps from `fold_in(distort_key, step)`. `train_images` (uint8
+  `[N, 28, 28]`) are also the clutter source of "tc".
+  """
+  batch_size = int(config.train.batch_size)
+
+  def fn(step, train_images, train_labels):
+    n = train_images.shape[0]
+    idx = jax.random.randint(jax.random.fold_in(data_key, step),
+                             (batch_size,), 0, n)
+    images = distort_fn(jax.random.fold_in(distort_key, step),
+                        train_images[idx], train_images)
+    return images, train_labels[idx]
+
+  return fn
+
+
+def evaluate(eval_fn, state, x, y, *, batch_size: int, sharding) -> dict:
+  """Loss and error (%) of `state` on the whole `(x [M, S, S, 1], y [M])`.
+
+  Runs in padded batches of `batch_size` (one compiled shape).
+  """
+  n = len(x)
+  loss_sum = err_sum = count = 0.0
+  for start in range(0, n, batch_size):
+    xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+    pad = batch_size - len(xb)
+    w = np.concatenate([np.ones(len(xb), np.float32),
+                        np.zeros(pad, np.float32)])
+    if pad:
+      xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
+      yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
+    xb, yb, w = jax.device_put((xb, yb, w), sharding)
+    sums = jax.device_get(eval_fn(state, xb, yb, w))
+    loss_sum += float(sums[0])
+    err_sum += float(sums[1])
+    count += float(sums[2])
+  return {"test_loss": loss_sum / count, "test_error": 100.0 * err_sum / count}
+
+
+# --------------------------------------------------------------- outputs
+
+
+class JsonlWriter(metric_writers.MetricWriter):
+  """A clu MetricWriter appending `{"step", **scalars}` lines to a file."""
+
+  def __init__(self, path: str):
+    self._path = path
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+    record = {"step": int(step)}
+    record.update({k: float(np.asarray(v)) for k, v in scalars.items()})
+    with open(self._path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+
+  def write_summaries(self, step, values, metadata=None):
+    pass
+
+  def write_images(self, step, images):
+    pass
+
+  def write_videos(self, step, videos):
+    pass
+
+  def write_audios(self, step, audios, *, sample_rate):
+    pass
+
+  def write_texts(self, step, texts):
+    pass
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    pass
+
+  def write_hparams(self, hparams):
+    pass
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
+
+
+def save_transforms_png(path: str, model, state, images, *,
+                        align_corners: bool) -> None:
+  """The paper's Figure-3 view: test inputs beside the transformer outputs.
+
+  Row 1: the inputs `[n, S, S, 1]` with the outline of the region the
+  transformer samples (its grid's border, in input pixels). Row 2: the
+  transformer's outputs.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  out, grid, _ = model.apply({"params": state.params}, jnp.asarray(images),
+                             method=model.transform_input)
+  out, grid = np.asarray(out), np.asarray(grid)
+  n, size = len(images), images.shape[1]
+  fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 2.9), squeeze=False)
+  for i in range(n):
+    g = grid[i]
+    border = np.concatenate([g[0, :], g[1:, -1], g[-1, -2::-1], g[-2::-1, 0]])
+    px = np.asarray(stn_jax.normalized_to_pixel(
+        border, (size, size), align_corners=align_corners))
+    axes[0, i].imshow(images[i, ..., 0], cmap="gray", vmin=0, vmax=1)
+    axes[0, i].plot(px[:, 0], px[:, 1], "r-", linewidth=0.8)
+    axes[0, i].set_xlim(-0.5, size - 0.5)
+    axes[0, i].set_ylim(size - 0.5, -0.5)
+    axes[1, i].imshow(out[i, ..., 0], cmap="gray", vmin=0, vmax=1)
+    for ax in axes[:, i]:
+      ax.set_xticks([])
+      ax.set_yticks([])
+  axes[0, 0].set_ylabel("input")
+  axes[1, 0].set_ylabel("ST output")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def _device_description() -> str:
+  devices = jax.devices()
+  return f"{len(devices)}x {devices[0].platform}:{devices[0].device_kind}"
+
+
+def _is_finite(metrics) -> bool:
+  return bool(np.isfinite(metrics["loss"]) and np.isfinite(
+      metrics["grad_norm"]))
+
+
+# ------------------------------------------------------------------ main
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict:
+  """Trains and evaluates one model; returns (and writes) the results dict.
+
+  Args:
+    config: a config of `configs/distorted_mnist.py` (validated here).
+    workdir: output folder; an existing one with checkpoints is resumed.
+
+  Returns:
+    The dict written to `workdir/results.json`: distortion, model, transform,
+    protocol, seed, num_params, steps, test_error (%), test_loss,
+    num_test_examples, wall_time_s (this process), examples_per_s (training
+    only), device, num_devices, resumed_from_step, config.
+
+  Raises:
+    ValueError: invalid config, data or device count.
+    NonFiniteLossError: the loss or gradient became NaN/inf.
+  """
+  validate_config(config)
+  start_time = time.time()
+  workdir = os.fspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  t = config.train
+  mesh = make_mesh()
+  num_devices = mesh.devices.size
+  for key in ("batch_size", "eval_batch_size"):
+    if t[key] % num_devices:
+      _fail(f"train.{key}", t[key],
+            f"divisible by the number of devices ({num_devices})")
+  replicated = NamedSharding(mesh, P())
+  data_sharding = NamedSharding(mesh, P(DATA_AXIS))
+
+  # Data: train arrays replicated on the devices, the fixed test set on host.
+  mnist = data_lib.load_mnist(manual_dir=config.data.manual_dir,
+                              data_dir=config.data.data_dir)
+  name = config.distortion_name
+  canvas = int(config.distortion.canvas_size)
+  # `data.num_test_examples` keeps the first N test digits (smoke runs).
+  n_test = config.data.num_test_examples or len(mnist.test_images)
+  x_test, y_test = distortions.make_test_set(
+      name, config.distortion, mnist.test_images[:n_test],
+      mnist.test_labels[:n_test], seed=int(config.data.test_seed),
+      cache_dir=config.data.test_cache_dir)
+  train_images = jax.device_put(mnist.train_images, replicated)
+  train_labels = jax.device_put(mnist.train_labels, replicated)
+
+  # Keys: everything derives from the seed, nothing random is checkpointed.
+  init_key, data_key, distort_key = jax.random.split(
+      jax.random.key(config.seed), 3)
+  model = models.build_model(config.model, canvas_size=canvas)
+  tx, schedule = make_optimizer(t)
+  state = jax.device_put(
+      create_train_state(model, tx, init_key, canvas_size=canvas), replicated)
+  num_params = models.count_params(state.params)
+  logging.info("Model %s (%s): %d parameters.", config.model.name,
+               config.model.transform, num_params)
+  print(f"{config.model.name} ({config.model.transform}) on "
+        f"{name}: {num_params} parameters", flush=True)
+
+  ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
+  manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
+      max_to_keep=t.max_checkpoints_to_keep, create=True))
+  start_step = manager.latest_step() or 0
+  if start_step:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = manager.restore(start_step, args=ocp.args.StandardRestore(abstract))
+    logging.info("Resumed from the checkpoint of step %d.", start_step)
+    print(f"Resumed from step {start_step} ({ckpt_dir})", flush=True)
+  if start_step > t.num_steps:
+    _fail("train.num_steps", t.num_steps,
+          f">= the step of the latest checkpoint ({start_step}) in {ckpt_dir}")
+
+  distort_fn = distortions.make_distort_fn(name, config.distortion)
+  batch_fn = jax.jit(
+      make_batch_fn(config, distort_fn, data_key=data_key,
+                    distort_key=distort_key),
+      out_shardings=(data_sharding, data_sharding))
+  step_fn = jax.jit(
+      functools.partial(train_step, schedule=schedule),
+      in_shardings=(replicated, (data_sharding, data_sharding)),
+      out_shardings=(replicated, replicated), donate_argnums=0)
+  eval_fn = jax.jit(eval_step, in_shardings=(replicated,) + (
+      data_sharding,) * 3, out_shardings=replicated)
+
+  is_main = jax.process_index() == 0
+  writers = [metric_writers.create_default_writer(
+      workdir, just_logging=not is_main)]
+  if is_main:
+    writers.append(JsonlWriter(os.path.join(workdir, "metrics.jsonl")))
+  writer = metric_writers.MultiWriter(writers)
+  if start_step == 0:
+    writer.write_hparams({"config": config.to_json_best_effort()[:1000],
+                          "num_params": num_params})
+  report = periodic_actions.ReportProgress(
+      num_train_steps=t.num_steps, writer=writer, every_steps=t.log_every,
+      every_secs=None)
+
+  def run_eval(step):
+    result = evaluate(eval_fn, state, x_test, y_test,
+                      batch_size=int(t.eval_batch_size),
+                      sharding=data_sharding)
+    writer.write_scalars(step, result)
+    logging.info("step %d: test error %.2f%% (loss %.4f) on %d examples",
+                 step, result["test_error"], result["test_loss"], len(x_test))
+    return result
+
+  train_time = 0.0  # Seconds in training steps (excluding the first, compile).
+  trained_examples = 0
+  interval = {"loss": [], "error": [], "time": 0.0, "steps": 0}
+  result = None
+  for step in range(start_step, t.num_steps):
+    step_start = time.time()
+    batch = batch_fn(jnp.asarray(step, jnp.int32), train_images, train_labels)
+    state, metrics = step_fn(state, batch)
+    metrics = jax.device_get(metrics)  # Also waits: the NaN check each step.
+    done = step + 1
+    if not _is_finite(metrics):
+      manager.wait_until_finished()
+      good = manager.latest_step()
+      writer.flush()
+      raise NonFiniteLossError(
+          f"Non-finite training loss at step {done} (loss={metrics['loss']}, "
+          f"grad_norm={metrics['grad_norm']}): stopping. The last good "
+          f"checkpoint is step {good} in {ckpt_dir}.")
+    elapsed = time.time() - step_start
+    if step > start_step:
+      train_time += elapsed
+      trained_examples += t.batch_size
+    interval["loss"].append(float(metrics["loss"]))
+    interval["error"].append(float(metrics["error"]))
+    interval["time"] += elapsed
+    interval["steps"] += 1
+    report(done)
+    if done % t.log_every == 0 or done == t.num_steps:
+      scalars = {
+          "train_loss": float(np.mean(interval["loss"])),
+          "train_error": float(np.mean(interval["error"])),
+          "learning_rate": float(metrics["learning_rate"]),
+          "examples_per_s": interval["steps"] * t.batch_size / max(
+              interval["time"], 1e-9),
+      }
+      writer.write_scalars(done, scalars)
+      interval = {"loss": [], "error": [], "time": 0.0, "steps": 0}
+    if done % t.checkpoint_every == 0 or done == t.num_steps:
+      manager.save(done, args=ocp.args.StandardSave(state))
+    if done % t.eval_every == 0 or done == t.num_steps:
+      result = run_eval(done)
+  manager.wait_until_finished()
+  if result is None:  # Resumed at the end already: evaluate the final state.
+    result = run_eval(int(state.step))
+  writer.flush()
+
+  if config.model.name in models.ST_MODELS and config.num_transform_examples:
+    if is_main:
+      save_transforms_png(
+          os.path.join(workdir, "transforms.png"), model, state,
+          x_test[:config.num_transform_examples],
+          align_corners=config.model.align_corners)
+
+  results = {
+      "distortion": name,
+      "model": config.model.name,
+      "transform": config.model.transform,
+      "protocol": config.protocol,
+      "seed": int(config.seed),
+      "num_params": num_params,
+      "steps": int(state.step),
+      "test_error": result["test_error"],
+      "test_loss": result["test_loss"],
+      "num_test_examples": int(len(x_test)),
+      "wall_time_s": time.time() - start_time,
+      "examples_per_s": (trained_examples / train_time if train_time else
+                         None),
+      "device": _device_description(),
+      "num_devices": int(num_devices),
+      "resumed_from_step": int(start_step),
+      "config": json.loads(config.to_json_best_effort()),
+  }
+  if is_main:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  print(f"Done: test error {results['test_error']:.2f}% after "
+        f"{results['steps']} steps ({results['wall_time_s']:.0f} s)",
+        flush=True)
+  return results

@@ -1,0 +1,132 @@
+"""Tests of stn_jax.models: shapes, parameter budgets, identity initialisation."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stn_jax
+from configs import distorted_mnist
+from stn_jax import models
+
+ST_TRANSFORMS = ("affine", "attention", "projective", "tps")
+
+
+def _init(model, canvas):
+  # jit: eager flax init/apply dispatch op by op and is slow on CPU.
+  return jax.jit(lambda k: models.init_params(model, k, canvas_size=canvas))(
+      jax.random.key(0))
+
+
+def _model(arg):
+  cfg = distorted_mnist.get_config(arg)
+  canvas = cfg.distortion.canvas_size
+  return models.build_model(cfg.model, canvas_size=canvas), cfg, canvas
+
+
+@pytest.mark.parametrize("dist,name", list(itertools.product(
+    ("r", "rts", "tc"), ("fcn", "cnn", "st_fcn", "st_cnn"))))
+def test_output_shapes(dist, name):
+  model, cfg, canvas = _model(f"{dist},{name}")
+  x = jax.ShapeDtypeStruct((3, canvas, canvas, 1), jnp.float32)
+  params = jax.eval_shape(
+      lambda: models.init_params(model, jax.random.key(0), canvas_size=canvas))
+  logits = jax.eval_shape(lambda p, x: model.apply({"params": p}, x), params, x)
+  assert logits.shape == (3, models.NUM_CLASSES)
+  assert logits.dtype == jnp.float32
+  if name in models.ST_MODELS:
+    out, grid, theta = jax.eval_shape(
+        lambda p, x: model.apply({"params": p}, x,
+                                 method=model.transform_input), params, x)
+    side = canvas // cfg.model.st_downsample
+    assert out.shape == (3, side, side, 1)
+    assert grid.shape == (3, side, side, 2)
+    assert theta.shape == (3, stn_jax.num_params("affine"))
+    # The larger canvases are down-sampled by 2 before the classifier.
+    assert side == (canvas // 2 if dist in ("rts", "tc") else canvas)
+
+
+@pytest.mark.parametrize("dist", distorted_mnist.DISTORTIONS)
+def test_param_counts_match_within_10_percent_per_column(dist):
+  counts = {}
+  for name in distorted_mnist.MODELS:
+    transforms = ST_TRANSFORMS if name in models.ST_MODELS else (None,)
+    for transform in transforms:
+      arg = f"{dist},{name}" + (f",{transform}" if transform else "")
+      model, _, canvas = _model(arg)
+      counts[arg] = models.param_count(model, canvas_size=canvas)
+  low, high = min(counts.values()), max(counts.values())
+  assert high <= 1.1 * low, counts
+  # Non-trivial budgets (the paper's models have ~1e5 parameters).
+  assert low > 50_000, counts
+
+
+def test_count_params_matches_init():
+  model, _, canvas = _model("r,cnn")
+  params = _init(model, canvas)
+  # CNN(32, 64) on 28x28: conv 9x9x1x32, conv 7x7x32x64, dense 7*7*64 -> 10.
+  expected = (81 * 32 + 32) + (49 * 32 * 64 + 64) + (7 * 7 * 64 * 10 + 10)
+  assert models.count_params(params) == expected
+  assert models.param_count(model, canvas_size=canvas) == expected
+
+
+@pytest.mark.parametrize("name,transform,dist", [
+    ("st_cnn", "affine", "rts"), ("st_fcn", "tps", "r"),
+])
+def test_identity_init_is_classifier_on_resampled_input(name, transform, dist):
+  model, cfg, canvas = _model(f"{dist},{name},{transform}")
+  x = jax.random.uniform(jax.random.key(1), (2, canvas, canvas, 1))
+  params = _init(model, canvas)
+  kw = dict(models.transform_kwargs(cfg.model))
+  identity = stn_jax.identity_params(transform, **kw)
+  # The regression layer starts at zero weights and the identity bias.
+  np.testing.assert_array_equal(params["theta"]["kernel"], 0.0)
+  np.testing.assert_array_equal(params["theta"]["bias"], identity)
+
+  side = canvas // cfg.model.st_downsample
+  grid = stn_jax.make_grid(transform, identity, (side, side),
+                           align_corners=True, **kw)
+  resampled = jax.jit(jax.vmap(lambda im: stn_jax.sample(
+      im, grid, align_corners=True)))(x)
+  expected = jax.jit(model.classifier.apply)(
+      {"params": params["classifier"]}, resampled)
+  logits, out = jax.jit(lambda p, x: (
+      model.apply({"params": p}, x),
+      model.apply({"params": p}, x, method=model.transform_input)[0]))(
+          params, x)
+  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(out, resampled, atol=1e-6)
+  if side == canvas:  # Same size: the identity transformer is a no-op.
+    np.testing.assert_allclose(out, x, atol=1e-5)
+
+
+def test_localizer_gets_gradient_at_identity():
+  # At the identity the sampling points sit on pixel centres; the sampler's
+  # sub-gradient there must not vanish, or the transformer never moves.
+  model, _, canvas = _model("r,st_cnn,affine")
+  x = jax.random.uniform(jax.random.key(1), (2, canvas, canvas, 1))
+  params = _init(model, canvas)
+
+  def loss(p):
+    return jnp.sum(model.apply({"params": p}, x) ** 2)
+
+  grads = jax.jit(jax.grad(loss))(params)
+  assert float(jnp.abs(grads["theta"]["kernel"]).max()) > 0
+  assert float(jnp.abs(grads["theta"]["bias"]).max()) > 0
+
+
+def test_bad_inputs_raise():
+  model, _, _ = _model("r,fcn")
+  with pytest.raises(ValueError, match="B, H, W, C"):
+    model.init(jax.random.key(0), jnp.zeros((28, 28, 1)))
+  cfg = distorted_mnist.get_config("r,cnn")
+  cfg.model.name = "resnet"
+  with pytest.raises(ValueError, match="model.name.*resnet"):
+    models.build_model(cfg.model, canvas_size=28)
+  cfg = distorted_mnist.get_config("rts,st_cnn")
+  cfg.model.st_downsample = 4
+  with pytest.raises(ValueError, match="st_downsample"):
+    models.build_model(cfg.model, canvas_size=42)
+  assert set(models.MODELS) == {"fcn", "cnn", "st_fcn", "st_cnn"}
