@@ -275,8 +275,9 @@ def tps_grid(control_points, shape, *, source_points=None,
     source_points: `[K, 2]` of (x, y) output positions; default
       `tps_source_points(K)`, a regular sqrt(K) x sqrt(K) lattice over
       [-1, 1]^2 ordered row-major (y outer, x inner).
-    regularization: Python float lambda >= 0 added to the kernel's diagonal
-      (smoothing; 0 interpolates exactly).
+    regularization: Python float lambda >= 0 added to the diagonal of the
+      kernel matrix [U(|p_i - p_j|)] with U(r) = r^2 log r^2 (smoothing; 0
+      interpolates exactly). Not differentiable: it shapes the cached system.
     align_corners: normalisation convention of the output grid.
 
   Returns:

@@ -95,6 +95,10 @@ def _affine_to_3x3(theta):
 def compose_affine(a, b):
   """The affine map "apply `b`, then `a`": x -> a(b(x)).
 
+  Grids map output points to input points, so warping twice,
+  `sample(sample(img, affine_grid(b)), affine_grid(a))`, reads `img` at
+  b(a(p)): it equals one warp with `affine_grid(compose_affine(b, a))`.
+
   Args:
     a, b: `[2, 3]` affine matrices.
 
@@ -128,7 +132,8 @@ def _normalize_h33(h):
 
 
 def compose_projective(h1, h2):
-  """The projective map "apply `h2`, then `h1`".
+  """The projective map "apply `h2`, then `h1`" (see `compose_affine` for
+  the order when warping twice).
 
   Args:
     h1, h2: homographies, `[3, 3]` or `[8]` (h33 = 1).
