@@ -281,7 +281,7 @@ def train_step(state: TrainState, batch, *, schedule=None):
       state.params)
   new_state = state.apply_gradients(grads=grads)
   metrics = {"loss": loss, "error": 100.0 * error,
-             "grad_norm": optax.global_norm(grads)}
+             "grad_norm": optax.tree.norm(grads)}
   if schedule is not None:
     metrics["learning_rate"] = schedule(state.step)
   return new_state, metrics
@@ -316,6 +316,33 @@ def make_batch_fn(config, distort_fn, *, data_key, distort_key) -> Callable:
     return images, train_labels[idx]
 
   return fn
+
+
+def make_step_functions(config, schedule, mesh: Mesh, *, data_key,
+                        distort_key) -> tuple:
+  """The jitted `(batch_fn, step_fn, eval_fn)` of a run on `mesh`.
+
+  * `batch_fn(step, train_images, train_labels) -> (images, labels)`, both
+    sharded along the mesh's "data" axis (`make_batch_fn`).
+  * `step_fn(state, batch) -> (state, metrics)`: `train_step` with the state
+    replicated and the batch sharded; the state argument is donated.
+  * `eval_fn(state, images, labels, weights)`: `eval_step`, batch sharded.
+  """
+  replicated = NamedSharding(mesh, P())
+  data_sharding = NamedSharding(mesh, P(DATA_AXIS))
+  distort_fn = distortions.make_distort_fn(config.distortion_name,
+                                           config.distortion)
+  batch_fn = jax.jit(
+      make_batch_fn(config, distort_fn, data_key=data_key,
+                    distort_key=distort_key),
+      out_shardings=(data_sharding, data_sharding))
+  step_fn = jax.jit(
+      functools.partial(train_step, schedule=schedule),
+      in_shardings=(replicated, (data_sharding, data_sharding)),
+      out_shardings=(replicated, replicated), donate_argnums=0)
+  eval_fn = jax.jit(eval_step, in_shardings=(replicated,) + (
+      data_sharding,) * 3, out_shardings=replicated)
+  return batch_fn, step_fn, eval_fn
 
 
 def evaluate(eval_fn, state, x, y, *, batch_size: int, sharding) -> dict:
@@ -506,17 +533,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     _fail("train.num_steps", t.num_steps,
           f">= the step of the latest checkpoint ({start_step}) in {ckpt_dir}")
 
-  distort_fn = distortions.make_distort_fn(name, config.distortion)
-  batch_fn = jax.jit(
-      make_batch_fn(config, distort_fn, data_key=data_key,
-                    distort_key=distort_key),
-      out_shardings=(data_sharding, data_sharding))
-  step_fn = jax.jit(
-      functools.partial(train_step, schedule=schedule),
-      in_shardings=(replicated, (data_sharding, data_sharding)),
-      out_shardings=(replicated, replicated), donate_argnums=0)
-  eval_fn = jax.jit(eval_step, in_shardings=(replicated,) + (
-      data_sharding,) * 3, out_shardings=replicated)
+  batch_fn, step_fn, eval_fn = make_step_functions(
+      config, schedule, mesh, data_key=data_key, distort_key=distort_key)
 
   is_main = jax.process_index() == 0
   writers = [metric_writers.create_default_writer(

@@ -1,0 +1,257 @@
+"""Tests of stn_jax.train and stn_jax.main: end to end, devices, resume, NaN.
+
+Runs use TFDS's `mock_data` (random MNIST-shaped digits) unless
+`STN_JAX_MNIST_DIR` points at the real files. `mock_data` needs the data
+set's metadata with split sizes (TFDS turns `batch_size=-1` into "the split
+size" and crashes on 0), so `_mock_metadata` writes it to a temporary TFDS
+data dir first.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import distorted_mnist
+from stn_jax import models
+from stn_jax import train
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+CONFIG_FILE = os.path.join(ROOT, "configs", "distorted_mnist.py")
+MOCK_EXAMPLES = 64
+RESULT_KEYS = {"distortion", "model", "transform", "protocol", "seed",
+               "num_params", "steps", "test_error", "wall_time_s",
+               "examples_per_s", "device"}
+
+
+def _mock_metadata(data_dir, num_examples=MOCK_EXAMPLES) -> str:
+  """Writes TFDS `mnist` metadata (train/test of `num_examples`) under data_dir."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder("mnist", data_dir=str(data_dir))
+  info = builder.info
+  info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name=split, shard_lengths=[num_examples],
+                          num_bytes=0) for split in ("train", "test")]))
+  os.makedirs(builder.data_dir, exist_ok=True)
+  info.write_to_directory(builder.data_dir)
+  return str(data_dir)
+
+
+# Runs `stn_jax.main` under tfds.testing.mock_data:
+#   python -c WRAPPER <tfds data_dir> <num_examples> --config=... --workdir=...
+_MAIN_ON_MOCK_DATA = textwrap.dedent("""
+    import sys
+    from absl import app
+    import tensorflow_datasets as tfds
+    from stn_jax import main
+    data_dir, num_examples = sys.argv.pop(1), int(sys.argv.pop(1))
+    with tfds.testing.mock_data(num_examples=num_examples, data_dir=data_dir):
+      app.run(main.main)
+""")
+
+
+def _env(**extra):
+  env = dict(os.environ)
+  env.pop("STN_JAX_MNIST_DIR", None)  # mock data, no manual folder
+  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  env.update(extra)
+  return env
+
+
+def _main_argv(data_dir, workdir, arg, *overrides):
+  return [sys.executable, "-c", _MAIN_ON_MOCK_DATA, data_dir,
+          str(MOCK_EXAMPLES), f"--config={CONFIG_FILE}:{arg}",
+          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+          *overrides]
+
+
+def _restore_params(workdir, step):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, "checkpoints", str(step), "default")
+  return ocp.StandardCheckpointer().restore(path)["params"]
+
+
+def _checkpoint_steps(workdir):
+  return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
+                if d.isdigit())
+
+
+@pytest.fixture(scope="module")
+def mock_dir(tmp_path_factory):
+  return _mock_metadata(tmp_path_factory.mktemp("tfds"))
+
+
+def test_smoke_end_to_end_on_mock_data(mock_dir, tmp_path, monkeypatch):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv("STN_JAX_MNIST_DIR", raising=False)
+  cfg = distorted_mnist.get_config("rts,st_cnn,tps,smoke")
+  cfg.data.data_dir = mock_dir
+  workdir = str(tmp_path / "run")
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=mock_dir):
+    results = train.train_and_evaluate(cfg, workdir)
+  with open(os.path.join(workdir, "results.json")) as f:
+    on_disk = json.load(f)
+  assert RESULT_KEYS <= set(on_disk)
+  assert on_disk["test_error"] == results["test_error"]
+  assert (on_disk["distortion"], on_disk["model"], on_disk["transform"],
+          on_disk["protocol"], on_disk["seed"]) == ("rts", "st_cnn", "tps",
+                                                    "smoke", 0)
+  assert on_disk["steps"] == cfg.train.num_steps
+  assert 0.0 <= on_disk["test_error"] <= 100.0
+  assert on_disk["num_test_examples"] == cfg.data.num_test_examples
+  model = models.build_model(cfg.model, canvas_size=42)
+  assert on_disk["num_params"] == models.param_count(model, canvas_size=42)
+  with open(os.path.join(workdir, "transforms.png"), "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  assert any(n.startswith("events.out.tfevents") for n in os.listdir(workdir))
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  assert any("test_error" in r for r in records)
+  assert {"train_loss", "learning_rate", "examples_per_s"} <= set(
+      k for r in records for k in r)
+  assert _checkpoint_steps(workdir)[-1] == cfg.train.num_steps
+
+  # Same workdir again: resumes at the end, trains nothing, same result.
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=mock_dir):
+    again = train.train_and_evaluate(cfg, workdir)
+  assert again["resumed_from_step"] == cfg.train.num_steps
+  assert again["test_error"] == results["test_error"]
+
+
+@pytest.mark.skipif(not os.environ.get("STN_JAX_MNIST_DIR"),
+                    reason="STN_JAX_MNIST_DIR (real MNIST) is not set")
+def test_real_mnist_fcn_learns(tmp_path):
+  cfg = distorted_mnist.get_config("r,fcn,smoke")
+  cfg.train.num_steps = 150
+  cfg.train.batch_size = 64
+  cfg.train.log_every = 50
+  cfg.train.checkpoint_every = 150
+  cfg.train.eval_every = 150
+  cfg.data.num_test_examples = 1000
+  cfg.data.manual_dir = os.environ["STN_JAX_MNIST_DIR"]
+  results = train.train_and_evaluate(cfg, str(tmp_path / "run"))
+  # Chance is 90%; 150 small steps on rotated digits get well below.
+  assert results["test_error"] < 60.0, results
+
+
+_TWO_DEVICES = textwrap.dedent("""
+    import json
+    import jax, numpy as np
+    from configs import distorted_mnist
+    from stn_jax import models, train
+
+    assert jax.device_count() == 2, jax.devices()
+    cfg = distorted_mnist.get_config("r,st_cnn,affine,smoke")
+    cfg.train.batch_size = 8
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, (64,)).astype(np.int32)
+    init_key, data_key, distort_key = jax.random.split(jax.random.key(0), 3)
+    model = models.build_model(cfg.model, canvas_size=28)
+    tx, schedule = train.make_optimizer(cfg.train)
+    out = {}
+    for n in (1, 2):
+      mesh = train.make_mesh(jax.devices()[:n])
+      batch_fn, step_fn, _ = train.make_step_functions(
+          cfg, schedule, mesh, data_key=data_key, distort_key=distort_key)
+      state = train.create_train_state(model, tx, init_key, canvas_size=28)
+      losses = []
+      for step in range(3):
+        batch = batch_fn(step, images, labels)
+        assert len(batch[0].sharding.device_set) == n
+        state, metrics = step_fn(state, batch)
+        losses.append(float(metrics["loss"]))
+      out[n] = {"losses": losses,
+                "params": [np.asarray(p).tolist()
+                           for p in jax.tree.leaves(state.params)][:2]}
+    print("RESULT" + json.dumps(out))
+""")
+
+
+def test_two_devices_give_the_same_loss_as_one():
+  proc = subprocess.run(
+      [sys.executable, "-c", _TWO_DEVICES], cwd=ROOT, capture_output=True,
+      text=True, timeout=300,
+      env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
+  out = json.loads(line[len("RESULT"):])
+  one, two = out["1"], out["2"]
+  assert np.all(np.isfinite(one["losses"]))
+  np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+  for a, b in zip(one["params"], two["params"]):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4,
+                               atol=1e-6)
+  # The 3 steps did train (the loss moved).
+  assert one["losses"][0] != one["losses"][-1]
+
+
+def test_resume_after_kill_equals_uninterrupted_run(mock_dir, tmp_path):
+  arg = "r,st_fcn,affine,smoke"
+  steps, every = 300, 50
+  overrides = (f"--config.train.num_steps={steps}",
+               f"--config.train.checkpoint_every={every}",
+               f"--config.train.eval_every={steps}",
+               f"--config.train.log_every={every}")
+  full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+  proc = subprocess.run(_main_argv(mock_dir, full, arg, *overrides), cwd=ROOT,
+                        env=_env(), capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+
+  # Killed (SIGKILL) as soon as its first checkpoint is final.
+  victim = subprocess.Popen(_main_argv(mock_dir, killed, arg, *overrides),
+                            cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+  first = os.path.join(killed, "checkpoints", str(every))
+  deadline = time.time() + 240
+  while not os.path.isdir(first) and victim.poll() is None:
+    assert time.time() < deadline, "no checkpoint appeared"
+    time.sleep(0.01)
+  victim.send_signal(signal.SIGKILL)
+  victim.wait()
+  assert victim.returncode == -signal.SIGKILL, "finished before the kill"
+  assert not os.path.exists(os.path.join(killed, "results.json"))
+
+  proc = subprocess.run(_main_argv(mock_dir, killed, arg, *overrides),
+                        cwd=ROOT, env=_env(), capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(full, "results.json")) as f:
+    want = json.load(f)
+  with open(os.path.join(killed, "results.json")) as f:
+    got = json.load(f)
+  assert 0 < got["resumed_from_step"] < steps
+  assert got["steps"] == want["steps"] == steps
+  assert got["test_error"] == want["test_error"]
+  assert got["test_loss"] == want["test_loss"]
+  jax.tree.map(np.testing.assert_array_equal, _restore_params(killed, steps),
+               _restore_params(full, steps))
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_good_checkpoint(
+    mock_dir, tmp_path):
+  workdir = str(tmp_path / "nan")
+  proc = subprocess.run(
+      _main_argv(mock_dir, workdir, "r,fcn,smoke",
+                 "--config.train.learning_rate=1e30",
+                 "--config.train.num_steps=20",
+                 "--config.train.checkpoint_every=1"),
+      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  match = __import__("re").search(r"Non-finite training loss at step (\d+)",
+                                  proc.stderr)
+  assert match, proc.stderr[-3000:]
+  bad_step = int(match.group(1))
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  kept = _checkpoint_steps(workdir)
+  assert kept and kept[-1] == bad_step - 1
+  params = _restore_params(workdir, kept[-1])
+  assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(params))
