@@ -47,6 +47,22 @@ def _protocol_key(record: dict):
   return (record["protocol"], record.get("device", "unknown"))
 
 
+def _train_field(record: dict, key: str):
+  """A training setting: top-level field, else from the recorded config."""
+  if key in record:
+    return record[key]
+  return record.get("config", {}).get("train", {}).get(key)
+
+
+def _optimizer(record: dict) -> str:
+  """e.g. "sgd lr 0.01 step" or "adam lr 0.001 cosine"."""
+  if "optimizer" in record and "config" not in record:
+    return str(record["optimizer"])
+  return (f"{_train_field(record, 'optimizer')} lr "
+          f"{_train_field(record, 'learning_rate')} "
+          f"{_train_field(record, 'lr_schedule')}")
+
+
 def summarize(runs: list[dict]) -> dict:
   """{(protocol, device): {cell: summary dict}} over seeds."""
   grouped = collections.defaultdict(lambda: collections.defaultdict(list))
@@ -63,9 +79,9 @@ def summarize(runs: list[dict]) -> dict:
           "std": statistics.stdev(errors) if len(errors) > 1 else 0.0,
           "seeds": sorted(r["seed"] for r in records),
           "steps": sorted({r["steps"] for r in records}),
-          "batch_size": sorted({r.get("batch_size") for r in records},
-                               key=str),
-          "optimizer": sorted({str(r.get("optimizer")) for r in records}),
+          "batch_size": sorted({_train_field(r, "batch_size")
+                                for r in records}, key=str),
+          "optimizer": sorted({_optimizer(r) for r in records}),
           "wall_time_s": statistics.fmean(r["wall_time_s"] for r in records),
           "num_params": records[0]["num_params"],
       }

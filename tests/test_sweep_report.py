@@ -119,3 +119,32 @@ def test_report_means_missing_cells_and_targets(tmp_path):
   assert (out / "table1.png").stat().st_size > 1000
   rows = (out / "table1.csv").read_text().splitlines()
   assert len(rows) == 1 + 36
+
+
+@pytest.mark.skipif(not os.environ.get("STN_JAX_MNIST_DIR"),
+                    reason="needs the real MNIST files (STN_JAX_MNIST_DIR)")
+def test_sweep_trains_collects_and_reports_a_smoke_run(tmp_path):
+  results_dir = tmp_path / "runs"
+  cmd = [sys.executable, "-m", "experiments.sweep",
+         "--sweep=configs/table1.py:smoke,distortions=r,models=fcn",
+         f"--workdir_root={tmp_path / 'wd'}", f"--results_dir={results_dir}"]
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert "done r-fcn-smoke-s0" in proc.stdout
+  record = json.loads((results_dir / "r-fcn-smoke-s0.json").read_text())
+  assert record["distortion"] == "r" and record["model"] == "fcn"
+  assert record["transform"] is None and record["protocol"] == "smoke"
+  assert 0.0 <= record["test_error"] <= 100.0
+  # Running again trains nothing: the run is already collected.
+  again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+  assert "1 runs, 1 done, 0 to go" in again
+  assert "start" not in again
+  out = tmp_path / "out"
+  subprocess.run([sys.executable, "-m", "experiments.report",
+                  f"--runs_dir={results_dir}", f"--out_dir={out}"], cwd=ROOT,
+                 check=True, capture_output=True)
+  md = (out / "table1.md").read_text()
+  assert "## Protocol `smoke`" in md
+  assert f"| R FCN | 2.1 | {record['test_error']:.2f} ± 0.00 | 1 |" in md
+  assert "adam lr 0.001 constant" in md
