@@ -1,0 +1,321 @@
+r"""Training throughput of the project's models against PyTorch, same machine.
+
+    python -m benchmarks.train_step --json benchmarks/results/train_step_cpu.json \
+        --markdown benchmarks/results/train_step_cpu.md
+
+For each model (the project's own FCN, CNN, ST-FCN and ST-CNN with affine,
+projective and TPS transforms, built from `configs/distorted_mnist.py`, on
+the 28x28 R canvas and the 42x42 RTS canvas) it times one full training
+step (forward, backward, SGD update) at batch 256:
+
+* JAX: the project's jitted `stn_jax.train.train_step` on a `TrainState`.
+* PyTorch: an equivalent model written here with `torch.nn` (same layers,
+  widths, transformer and sampler semantics: `affine_grid`/`grid_sample`,
+  and the same projective and TPS grids), `torch.optim.SGD`.
+
+Both run on the same random inputs, interleaved (JAX, torch, JAX, torch...)
+after a warm-up, so machine noise hits both; it reports medians of examples/s
+and the ratio JAX / torch (>= 1 means JAX is faster), the JAX step's compile
+time, and its peak memory as XLA's compiled memory analysis reports it
+(arguments + outputs + temporaries).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+
+from configs import distorted_mnist
+import stn_jax
+from stn_jax import models
+from stn_jax import train
+
+# (distortion, model, transform) rows of the benchmark.
+ROWS = (
+    ("r", "fcn", None), ("r", "cnn", None),
+    ("r", "st_fcn", "affine"), ("r", "st_fcn", "projective"),
+    ("r", "st_fcn", "tps"),
+    ("r", "st_cnn", "affine"), ("r", "st_cnn", "projective"),
+    ("r", "st_cnn", "tps"),
+    ("rts", "cnn", None), ("rts", "st_cnn", "affine"),
+)
+
+
+def _config(dist, model, transform):
+  arg = ",".join([dist, model] + ([transform] if transform else []) +
+                 ["paper"])
+  return distorted_mnist.get_config(arg)
+
+
+# ------------------------------------------------------------ torch models
+
+
+class TorchFCN(torch.nn.Module):
+  """flatten -> dense -> relu -> dense -> relu -> dense."""
+
+  def __init__(self, in_features, hidden):
+    super().__init__()
+    self.net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(in_features, hidden[0]),
+        torch.nn.ReLU(), torch.nn.Linear(hidden[0], hidden[1]),
+        torch.nn.ReLU(), torch.nn.Linear(hidden[1], 10))
+
+  def forward(self, x):
+    return self.net(x)
+
+
+class TorchCNN(torch.nn.Module):
+  """(conv SAME -> relu -> maxpool 2) x 2 -> dense."""
+
+  def __init__(self, size, filters, kernel_sizes):
+    super().__init__()
+    f1, f2 = filters
+    k1, k2 = kernel_sizes
+    # Flax's SAME pooling of odd sizes keeps floor(size / 2).
+    out = (size // 2) // 2
+    self.net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, f1, k1, padding=k1 // 2), torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(f1, f2, k2, padding=k2 // 2), torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(f2 * out * out, 10))
+
+  def forward(self, x):
+    return self.net(x)
+
+
+def _torch_localizer(model_cfg, size, num_params):
+  loc = model_cfg.localizer
+  if model_cfg.name == "st_fcn":
+    h1, h2 = loc.hidden
+    layers = [torch.nn.Flatten(), torch.nn.Linear(size * size, h1),
+              torch.nn.ReLU(), torch.nn.Linear(h1, h2), torch.nn.ReLU()]
+    feat = h2
+  else:
+    d, k = loc.input_downsample, loc.kernel_size
+    f1, f2 = loc.filters
+    s = size // d
+    s = (s - k + 1) // 2 - k + 1
+    layers = [torch.nn.AvgPool2d(d), torch.nn.Conv2d(1, f1, k),
+              torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+              torch.nn.Conv2d(f1, f2, k), torch.nn.ReLU(),
+              torch.nn.Flatten(), torch.nn.Linear(f2 * s * s, loc.hidden),
+              torch.nn.ReLU()]
+    feat = loc.hidden
+  theta = torch.nn.Linear(feat, num_params)
+  return torch.nn.Sequential(*layers), theta
+
+
+class TorchST(torch.nn.Module):
+  """Localiser -> grid (affine / projective / TPS) -> grid_sample -> classifier."""
+
+  def __init__(self, model_cfg, size):
+    super().__init__()
+    kw = dict(models.transform_kwargs(model_cfg))
+    self.kind = model_cfg.transform
+    n = stn_jax.num_params(self.kind, **kw)
+    self.loc, self.theta = _torch_localizer(model_cfg, size, n)
+    with torch.no_grad():
+      self.theta.weight.zero_()
+      self.theta.bias.copy_(torch.tensor(np.asarray(
+          stn_jax.identity_params(self.kind, **kw))))
+    self.out = models.st_output_size(model_cfg, size)
+    cls = model_cfg.classifier
+    if model_cfg.name == "st_fcn":
+      self.classifier = TorchFCN(self.out[0] * self.out[1], cls.hidden)
+    else:
+      self.classifier = TorchCNN(self.out[0], cls.filters, cls.kernel_sizes)
+    base = np.asarray(stn_jax.base_grid(self.out, align_corners=True))
+    self.register_buffer("base", torch.tensor(base.reshape(-1, 3)))
+    if self.kind == "tps":
+      # The same constant [h*w, K] map control points -> grid as stn_jax.
+      eye = np.eye(n // 2, dtype=np.float32)
+      basis = np.stack([np.asarray(stn_jax.tps_grid(
+          np.stack([eye[k], eye[k]], -1), self.out, align_corners=True))[
+              ..., 0].ravel() for k in range(n // 2)], axis=1)
+      self.register_buffer("tps_basis", torch.tensor(basis))
+
+  def grid(self, p):
+    b = p.shape[0]
+    h, w = self.out
+    if self.kind == "affine":
+      return torch.nn.functional.affine_grid(
+          p.view(b, 2, 3), (b, 1, h, w), align_corners=True)
+    if self.kind == "projective":
+      m = torch.cat([p, torch.ones(b, 1, dtype=p.dtype)], 1).view(b, 3, 3)
+      hom = self.base @ m.transpose(1, 2)  # [B, h*w, 3]
+      wz = hom[..., 2:]
+      ok = wz > 1e-6
+      xy = torch.where(ok, hom[..., :2] / torch.where(ok, wz, 1.0),
+                       torch.full_like(hom[..., :2], -4.0))
+      return xy.view(b, h, w, 2)
+    return (self.tps_basis @ p.view(b, -1, 2)).view(b, h, w, 2)
+
+  def forward(self, x):
+    p = self.theta(self.loc(x))
+    v = torch.nn.functional.grid_sample(x, self.grid(p), mode="bilinear",
+                                        padding_mode="zeros",
+                                        align_corners=True)
+    return self.classifier(v)
+
+
+def torch_model(cfg, size):
+  m = cfg.model
+  if m.name == "fcn":
+    return TorchFCN(size * size, m.classifier.hidden)
+  if m.name == "cnn":
+    return TorchCNN(size, m.classifier.filters, m.classifier.kernel_sizes)
+  return TorchST(m, size)
+
+
+# ---------------------------------------------------------------- timing
+
+
+def bench_row(dist, model_name, transform, *, batch, reps, warmup):
+  cfg = _config(dist, model_name, transform)
+  size = int(cfg.distortion.canvas_size)
+  rng = np.random.default_rng(0)
+  x = rng.random((batch, size, size, 1), np.float32)
+  y = rng.integers(0, 10, batch).astype(np.int32)
+
+  model = models.build_model(cfg.model, canvas_size=size)
+  tx = optax.sgd(0.01)
+  state = train.create_train_state(model, tx, jax.random.key(0),
+                                   canvas_size=size)
+  step = jax.jit(train.train_step, donate_argnums=0)
+  xj, yj = jnp.asarray(x), jnp.asarray(y)
+  t0 = time.perf_counter()
+  compiled = step.lower(state, (xj, yj)).compile()
+  compile_s = time.perf_counter() - t0
+  mem = compiled.memory_analysis()
+  peak_bytes = None
+  if mem is not None:
+    peak_bytes = int(mem.argument_size_in_bytes + mem.output_size_in_bytes +
+                     mem.temp_size_in_bytes)
+
+  tm = torch_model(cfg, size)
+  topt = torch.optim.SGD(tm.parameters(), lr=0.01)
+  xt = torch.tensor(x.transpose(0, 3, 1, 2).copy())
+  yt = torch.tensor(y.astype(np.int64))
+
+  def torch_step():
+    topt.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(tm(xt), yt)
+    loss.backward()
+    topt.step()
+    return loss
+
+  def jax_step(s):
+    s, metrics = compiled(s, (xj, yj))
+    jax.block_until_ready(metrics["loss"])
+    return s
+
+  for _ in range(warmup):
+    state = jax_step(state)
+    torch_step()
+  jt, tt = [], []
+  for _ in range(reps):
+    t = time.perf_counter()
+    state = jax_step(state)
+    jt.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    torch_step()
+    tt.append(time.perf_counter() - t)
+  jm, tmed = statistics.median(jt), statistics.median(tt)
+  name = model_name + (f"_{transform}" if transform else "")
+  return {
+      "distortion": dist, "canvas": size, "model": name, "batch": batch,
+      "num_params": models.count_params(state.params),
+      "jax_examples_per_s": batch / jm, "torch_examples_per_s": batch / tmed,
+      "ratio": tmed / jm, "jax_median_ms": 1e3 * jm,
+      "torch_median_ms": 1e3 * tmed, "jax_min_ms": 1e3 * min(jt),
+      "torch_min_ms": 1e3 * min(tt), "compile_s": compile_s,
+      "jax_peak_bytes": peak_bytes, "reps": reps,
+  }
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def write_markdown(rows, meta, path):
+  lines = ["# Train-step throughput: stn_jax (JAX) vs PyTorch", "",
+           f"Command: `{meta['command']}`", "",
+           f"Device: {meta['device']}; CPU: {meta['cpu']}; "
+           f"jax {meta['jax']}, torch {meta['torch']} "
+           f"({meta['torch_threads']} threads); {meta['date']}.", "",
+           "Medians over interleaved repetitions after warm-up; ratio = "
+           "JAX examples/s / torch examples/s (goal: >= 1.0).", "",
+           "| canvas | model | params | JAX img/s | torch img/s | ratio | "
+           "goal | compile (s) | JAX peak MiB |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    peak = ("" if r["jax_peak_bytes"] is None
+            else f"{r['jax_peak_bytes'] / 2**20:.0f}")
+    goal = "met" if r["ratio"] >= 1.0 else f"missed ({r['ratio']:.2f}x)"
+    lines.append(
+        f"| {r['canvas']}x{r['canvas']} | {r['model']} | {r['num_params']} | "
+        f"{r['jax_examples_per_s']:.0f} | {r['torch_examples_per_s']:.0f} | "
+        f"{r['ratio']:.2f} | {goal} | {r['compile_s']:.1f} | {peak} |")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--batch", type=int, default=256)
+  parser.add_argument("--reps", type=int, default=10)
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--models", default="",
+                      help="comma-separated subset, e.g. cnn,st_cnn_affine")
+  parser.add_argument("--json", default=None, help="write rows as JSON here")
+  parser.add_argument("--markdown", default=None,
+                      help="write the results table here")
+  args = parser.parse_args()
+  wanted = {m for m in args.models.split(",") if m}
+  torch.set_num_threads(os.cpu_count() or 1)
+  rows = []
+  for dist, model_name, transform in ROWS:
+    name = model_name + (f"_{transform}" if transform else "")
+    if wanted and name not in wanted:
+      continue
+    row = bench_row(dist, model_name, transform, batch=args.batch,
+                    reps=args.reps, warmup=args.warmup)
+    print(f"{dist:>4} {name:<20} JAX {row['jax_examples_per_s']:7.0f} img/s  "
+          f"torch {row['torch_examples_per_s']:7.0f} img/s  "
+          f"ratio {row['ratio']:.2f}  compile {row['compile_s']:.1f} s",
+          flush=True)
+    rows.append(row)
+  meta = {
+      "command": "python -m benchmarks.train_step " + " ".join(
+          a for a in os.sys.argv[1:]),
+      "device": str(jax.devices()[0].device_kind), "cpu": _cpu_model(),
+      "jax": jax.__version__, "torch": torch.__version__,
+      "torch_threads": torch.get_num_threads(),
+      "date": datetime.date.today().isoformat(),
+  }
+  if args.json:  # A list of rows, each carrying the run's metadata.
+    with open(args.json, "w") as f:
+      json.dump([dict(row, **meta) for row in rows], f, indent=2)
+  if args.markdown:
+    write_markdown(rows, meta, args.markdown)
+
+
+if __name__ == "__main__":
+  main()
