@@ -14,6 +14,8 @@ the identity (all sample points on pixel centres) still learns.
 """
 
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -96,20 +98,233 @@ def _gather(flat, sizes, corner_idx):
   return values, valid
 
 
-def _linear_or_nearest(image, grid, *, method, padding_mode, align_corners,
-                       compute_dtype):
-  """Bilinear/trilinear or nearest sampling of one image, any rank."""
-  spatial = image.shape[:-1]
-  channels = image.shape[-1]
-  sizes = spatial[::-1]  # (x, y[, z]) order, like the grid's last axis
-  out_shape = grid.shape[:-1]
+def _pixel_coords(grid, sizes, padding_mode, align_corners, compute_dtype):
+  """Grid -> per-axis pixel coordinates `[P]` (x, y[, z] order), padded.
+
+  Border/reflection padding moves the coordinate into the image here, so the
+  interpolation paths below only ever see zeros padding (a corner outside the
+  image reads 0). Autodiff handles this part; it is cheap elementwise work.
+  """
   coords = grid.reshape(-1, grid.shape[-1]).astype(compute_dtype)
-  flat = image.reshape(-1, channels)
   pix = []
   for axis, size in enumerate(sizes):
     c = _unnormalize(coords[:, axis], size, align_corners)
     c = _apply_padding(c, size, padding_mode, align_corners)
     pix.append(jnp.clip(c, -_COORD_LIMIT, _COORD_LIMIT))
+  return tuple(pix)
+
+
+def _corners(pix, sizes):
+  """The 2^ndim interpolation corners of every sample point.
+
+  Args:
+    pix: per-axis pixel coordinates, each `[P]`, in (x, y[, z]) order.
+    sizes: spatial sizes in the same order.
+
+  Returns:
+    linear: int32 `[T, P]` row index of each corner in the flattened image,
+      clipped into range (out-of-bounds corners carry zero weight).
+    weights: `[T, P]` interpolation weights, zero for out-of-bounds corners.
+    axis_weights: per corner, per axis, the `[P]` 1-D weight (unmasked).
+    valid: bool `[T, P]`, the corner lies inside the image.
+  """
+  lows = [jnp.floor(c) for c in pix]
+  fracs = [c - lo for c, lo in zip(pix, lows)]
+  low_idx = [lo.astype(jnp.int32) for lo in lows]
+  linear, weights, axis_weights, valid = [], [], [], []
+  for corner in range(2 ** len(sizes)):
+    lin, ok, w, per_axis, stride = 0, True, 1.0, [], 1
+    for axis, size in enumerate(sizes):
+      up = (corner >> axis) & 1
+      idx = low_idx[axis] + up
+      ok = ok & (idx >= 0) & (idx < size)
+      lin = lin + jnp.clip(idx, 0, size - 1) * stride
+      wa = fracs[axis] if up else 1.0 - fracs[axis]
+      per_axis.append(wa)
+      w = w * wa
+      stride *= size
+    linear.append(lin)
+    weights.append(jnp.where(ok, w, 0.0))
+    axis_weights.append(per_axis)
+    valid.append(ok)
+  return jnp.stack(linear), jnp.stack(weights), axis_weights, jnp.stack(valid)
+
+
+def _weighted_sum(weights, values):
+  """sum_t weights[t, p] * values[t, p, c] as plain multiply-adds.
+
+  Written out (not einsum / sum over t): XLA:CPU lowers the einsum to a
+  batched matmul over points and the small reduction to a slow library call;
+  the unrolled form fuses into one elementwise loop (5x faster here).
+  """
+  out = weights[0][:, None] * values[0]
+  for t in range(1, weights.shape[0]):
+    out = out + weights[t][:, None] * values[t]
+  return out
+
+
+# --- Path "gather" (the default for all but tiny images): gather the 2^ndim
+# corners in one gather, weight them, and let JAX differentiate: the image
+# gradient is XLA's transpose of the gather (one scatter-add), and XLA fuses
+# the grid gradient's elementwise work into the same loops.
+
+
+def _interp_gather(flat, pix, sizes):
+  linear, weights, _, _ = _corners(pix, sizes)
+  values = flat.at[linear].get(mode="promise_in_bounds").astype(pix[0].dtype)
+  return _weighted_sum(weights, values)
+
+
+# --- Path "gather_vjp": the same forward with a hand-written VJP that does only
+# the needed work: one scatter-add of weight * cotangent for the image, and the
+# grid gradient from the corner values gathered in the forward pass (no second
+# gather, no autodiff through the weights). Measured slower than autodiff on
+# XLA:CPU (benchmarks/results/sampler_cpu.md: XLA already fuses the autodiff
+# backward well, and the custom rule keeps [ndim, P, C] slopes alive), so
+# "auto" does not pick it; it stays as a checked alternative.
+
+
+def _corner_slopes(axis_weights, valid, ndim):
+  """Per axis a, `[T, P]` d weight_t / d pix[a] = sign_a(t) prod_{b != a}
+  w_b(t): sign -1 for the low and +1 for the high corner along a, 0 for a
+  corner outside the image (torch skips those)."""
+  slopes = []
+  for axis in range(ndim):
+    coef = []
+    for corner, per_axis in enumerate(axis_weights):
+      w = 1.0
+      for b, wb in enumerate(per_axis):
+        if b != axis:
+          w = w * wb
+      sign = 1.0 if (corner >> axis) & 1 else -1.0
+      coef.append(jnp.where(valid[corner], sign * w, 0.0))
+    slopes.append(jnp.stack(coef))
+  return slopes
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _interp_gather_vjp(flat, pix, sizes):
+  return _interp_gather(flat, pix, sizes)
+
+
+def _interp_gather_vjp_fwd(flat, pix, sizes):
+  linear, weights, axis_weights, valid = _corners(pix, sizes)
+  values = flat.at[linear].get(mode="promise_in_bounds").astype(pix[0].dtype)
+  out = _weighted_sum(weights, values)
+  # d out / d pix[a] as a [P, C] array per axis, from the gathered values.
+  slopes = tuple(_weighted_sum(coef, values)
+                 for coef in _corner_slopes(axis_weights, valid, len(sizes)))
+  # Residuals must be arrays: an empty one carries the image shape and dtype.
+  carrier = jnp.zeros((0,) + flat.shape, flat.dtype)
+  return out, (linear, weights, slopes, carrier)
+
+
+def _interp_gather_vjp_bwd(sizes, res, g):
+  del sizes
+  linear, weights, slopes, carrier = res
+  channels = g.shape[-1]
+  updates = (weights[:, :, None] * g[None]).reshape(-1, channels)
+  d_flat = jnp.zeros(carrier.shape[1:], g.dtype).at[linear.reshape(-1)].add(
+      updates, mode="promise_in_bounds")
+  d_pix = tuple(jnp.sum(g * s, axis=-1) for s in slopes)
+  return d_flat.astype(carrier.dtype), d_pix
+
+
+_interp_gather_vjp.defvjp(_interp_gather_vjp_fwd, _interp_gather_vjp_bwd)
+
+
+# --- Gather-free paths for small images: the interpolation as dense linear
+# algebra, which XLA runs as matmuls (no gather, no scatter). Both build, per
+# axis, a `[P, size]` matrix of the 1-D weights (1 - f at floor, f at
+# floor + 1, zero elsewhere, so corners outside the image drop out exactly as
+# in the gather paths); autodiff of these matmuls gives the same gradients:
+# the image gradient is the transposed matmul, and d weight / d f = -1 / +1 is
+# the kernel's sub-gradient (the one-sided derivative at integer positions).
+
+
+def _axis_weight_matrix(coord, size, dtype):
+  """`[P, size]` matrix of the 1-D bilinear weights of `coord` `[P]`."""
+  low = jnp.floor(coord)
+  frac = coord - low
+  low = jax.lax.stop_gradient(low).astype(jnp.int32)
+  m = jnp.arange(size, dtype=jnp.int32)[None, :]
+  return (jnp.where(m == low[:, None], 1.0 - frac[:, None], 0.0)
+          + jnp.where(m == low[:, None] + 1, frac[:, None], 0.0)).astype(dtype)
+
+
+def _interp_dense(flat, pix, sizes):
+  """V = M @ U with M `[P, N]` the full interpolation matrix."""
+  compute_dtype = pix[0].dtype
+  mats = [_axis_weight_matrix(c, s, compute_dtype) for c, s in zip(pix, sizes)]
+  m = mats[0]  # x varies fastest in the flattened image
+  for mat in mats[1:]:
+    m = (mat[:, :, None] * m[:, None, :]).reshape(m.shape[0], -1)
+  return jnp.matmul(m, flat.astype(compute_dtype),
+                    precision=jax.lax.Precision.HIGHEST)
+
+
+def _interp_separable(flat, pix, sizes):
+  """Contract one axis at a time: T[p, n, c] = sum_m Wx[p, m] U[n, m, c],
+  V[p, c] = sum_n Wy[p, n] T[p, n, c] (and once more for z in 3D)."""
+  compute_dtype = pix[0].dtype
+  mats = [_axis_weight_matrix(c, s, compute_dtype) for c, s in zip(pix, sizes)]
+  channels = flat.shape[-1]
+  rest = flat.astype(compute_dtype).reshape(sizes[::-1] + (channels,))
+  # First contraction: a matmul over the x axis, [P, W] @ [W, (z) y C].
+  rest = jnp.moveaxis(rest, -2, 0).reshape(sizes[0], -1)
+  t = jnp.matmul(mats[0], rest, precision=jax.lax.Precision.HIGHEST)
+  t = t.reshape((-1,) + sizes[:0:-1] + (channels,))  # [P, (D,) H, C]
+  for mat in mats[1:]:
+    # Contract the innermost remaining spatial axis (y, then z).
+    t = jnp.einsum("pn,p...nc->p...c", mat, t,
+                   precision=jax.lax.Precision.HIGHEST)
+  return t
+
+
+# Linear interpolation (bilinear / trilinear) of a flattened image [N, C] at
+# per-axis pixel coordinates (each [P], in the compute dtype; sizes in the same
+# (x, y[, z]) order) -> [P, C] in the compute dtype. Every entry gives the same
+# values and gradients.
+LINEAR_PATHS = {
+    "gather": _interp_gather,
+    "gather_vjp": _interp_gather_vjp,
+    "separable": _interp_separable,
+    "dense": _interp_dense,
+}
+PATHS = ("auto",) + tuple(LINEAR_PATHS)
+
+
+def choose_linear_path(sizes, num_points: int, channels: int) -> str:
+  """The path `path="auto"` takes for bilinear/trilinear sampling.
+
+  A static cost model in element operations: the gather path costs about
+  2^ndim corners per point, each ~(8 + C) operations (index arithmetic plus C
+  values); `separable` touches every (point, pixel) pair, ~P * N * (C / 16 +
+  1) (a matmul at ~16 flops per element-op, plus the weight matrices), times
+  a measured margin of 4. On a 2-core CPU the matmul paths were 20-45x slower
+  than gathering at B=256, 42x42x1 -> 28x28
+  (benchmarks/results/sampler_cpu.md). At 6x6x1 -> 5x5 they tied in the
+  forward pass and were 1.2-1.7x slower with the backward. So `separable` is
+  picked only for images of a handful of pixels; `dense` and `gather_vjp`
+  (always slower here) are never picked.
+  """
+  n = 1
+  for s in sizes:
+    n *= s
+  gather_cost = num_points * (2 ** len(sizes)) * (8 + channels)
+  separable_cost = 4.0 * num_points * n * (channels / 16.0 + 1.0)
+  return "separable" if separable_cost < gather_cost else "gather"
+
+
+def _linear_or_nearest(image, grid, *, method, padding_mode, align_corners,
+                       compute_dtype, path):
+  """Bilinear/trilinear or nearest sampling of one image, any rank."""
+  spatial = image.shape[:-1]
+  channels = image.shape[-1]
+  sizes = spatial[::-1]  # (x, y[, z]) order, like the grid's last axis
+  out_shape = grid.shape[:-1]
+  flat = image.reshape(-1, channels)
+  pix = _pixel_coords(grid, sizes, padding_mode, align_corners, compute_dtype)
 
   if method == "nearest":
     # Round half to even, like torch's nearbyint.
@@ -118,24 +333,9 @@ def _linear_or_nearest(image, grid, *, method, padding_mode, align_corners,
     out = jnp.where(valid[..., None], values, jnp.zeros((), values.dtype))[0]
     return out.reshape(out_shape + (channels,))
 
-  lows = [jnp.floor(c) for c in pix]
-  fracs = [c - lo for c, lo in zip(pix, lows)]
-  low_idx = [lo.astype(jnp.int32) for lo in lows]
-  ndim = len(sizes)
-  corner_idx = [[] for _ in range(ndim)]
-  weights = []
-  for corner in range(2 ** ndim):
-    w = None
-    for axis in range(ndim):
-      up = (corner >> axis) & 1
-      corner_idx[axis].append(low_idx[axis] + up)
-      wa = fracs[axis] if up else 1.0 - fracs[axis]
-      w = wa if w is None else w * wa
-    weights.append(w)
-  values, valid = _gather(flat, sizes, [jnp.stack(c) for c in corner_idx])
-  weights = jnp.where(valid, jnp.stack(weights), 0.0)
-  out = jnp.einsum("tp,tpc->pc", weights, values.astype(compute_dtype),
-                   precision=jax.lax.Precision.HIGHEST)
+  if path == "auto":
+    path = choose_linear_path(sizes, pix[0].shape[0], channels)
+  out = LINEAR_PATHS[path](flat, pix, sizes)
   return out.reshape(out_shape + (channels,))
 
 
@@ -180,13 +380,13 @@ def _bicubic(image, grid, *, padding_mode, align_corners, compute_dtype):
                           [idx_x, idx_y])
   weights = (wy[:, None] * wx[None, :]).reshape(16, -1)
   weights = jnp.where(valid, weights, 0.0)
-  out = jnp.einsum("tp,tpc->pc", weights, values.astype(compute_dtype),
-                   precision=jax.lax.Precision.HIGHEST)
+  out = _weighted_sum(weights, values.astype(compute_dtype))
   return out.reshape(out_shape + (channels,))
 
 
-def _validate(image, grid, method, padding_mode):
+def _validate(image, grid, method, padding_mode, path):
   _checks.check_choice("method", method, METHODS)
+  _checks.check_choice("path", path, PATHS)
   _checks.check_choice("padding_mode", padding_mode, PADDING_MODES)
   if image.ndim not in (3, 4):
     raise ValueError(
@@ -212,7 +412,7 @@ def _validate(image, grid, method, padding_mode):
 
 def sample(image, grid, *, method: str = "bilinear",
            padding_mode: str = "zeros",
-           align_corners: bool = False) -> jnp.ndarray:
+           align_corners: bool = False, path: str = "auto") -> jnp.ndarray:
   """Samples `image` at the source positions `grid` (torch's `grid_sample`).
 
   Args:
@@ -228,6 +428,12 @@ def sample(image, grid, *, method: str = "bilinear",
     align_corners: normalisation convention (see `stn_jax.grids`): True puts
       -1/+1 at the centres of the corner pixels (the paper's), False at their
       outer edges.
+    path: how bilinear/trilinear sampling is computed; every path gives the
+      same values and gradients (only speed differs). "auto" (default) picks
+      by `choose_linear_path`; "gather" gathers the 2^ndim corners
+      (differentiated by JAX); "gather_vjp" the same with a hand-written VJP;
+      "separable" / "dense" use matmuls with per-axis weight matrices (for
+      tiny images). "nearest" and "bicubic" always gather.
 
   Returns:
     `[h, w, C]` (or `[d, h, w, C]`) in `image`'s dtype. Interpolation runs in
@@ -235,7 +441,7 @@ def sample(image, grid, *, method: str = "bilinear",
   """
   image = jnp.asarray(image)
   grid = jnp.asarray(grid)
-  _validate(image, grid, method, padding_mode)
+  _validate(image, grid, method, padding_mode, path)
   compute_dtype = jnp.promote_types(
       jnp.promote_types(image.dtype, grid.dtype), jnp.float32)
   if method == "bicubic":
@@ -245,5 +451,5 @@ def sample(image, grid, *, method: str = "bilinear",
     out = _linear_or_nearest(image, grid, method=method,
                              padding_mode=padding_mode,
                              align_corners=align_corners,
-                             compute_dtype=compute_dtype)
+                             compute_dtype=compute_dtype, path=path)
   return out.astype(image.dtype)

@@ -1,0 +1,108 @@
+"""Every bilinear/trilinear path of `stn_jax.sample` computes the same thing.
+
+`tests/test_sampler.py` checks the default path against torch; here every
+other path (`stn_jax.sampler.LINEAR_PATHS`) must give the same values and the
+same gradients (image and grid) as the "gather" path, for every padding mode
+and align_corners, in 2D and 3D, with sample points outside the image and
+exactly on pixel centres (where the kernel's sub-gradient matters). Also: the
+`auto` heuristic picks what the benchmark measured to be fastest.
+"""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stn_jax
+from stn_jax import sampler
+
+PADDINGS = ("zeros", "border", "reflection")
+OTHER_PATHS = tuple(p for p in sampler.LINEAR_PATHS if p != "gather")
+
+
+@functools.lru_cache(maxsize=None)
+def _value_and_grads(path, padding_mode, align_corners):
+  """Jitted (image, grid, cotangent) -> (out, d image, d grid)."""
+
+  def fn(image, grid, cotangent):
+    out, vjp = jax.vjp(
+        functools.partial(stn_jax.sample, padding_mode=padding_mode,
+                          align_corners=align_corners, path=path),
+        image, grid)
+    return (out,) + vjp(cotangent)
+
+  return jax.jit(fn)
+
+
+def _case(ndim, seed=0):
+  """Image, grid (some points outside, some exactly on pixel centres) and
+  cotangent; the spatial sizes differ per axis so transposed axes show."""
+  rng = np.random.default_rng(seed)
+  spatial = (5, 7) if ndim == 2 else (4, 5, 6)
+  out_spatial = (6, 4) if ndim == 2 else (3, 4, 5)
+  image = rng.normal(size=spatial + (3,)).astype(np.float32)
+  grid = rng.uniform(-1.4, 1.4, size=out_spatial + (ndim,)).astype(np.float32)
+  # -1, 0, +1 land on integer pixel coordinates for many axes: +-1 are the
+  # corner centres with align_corners=True, 0 the centre pixel of odd sizes.
+  flat = grid.reshape(-1, ndim)
+  flat[: flat.shape[0] // 3] = rng.choice([-1.0, 0.0, 1.0],
+                                          size=(flat.shape[0] // 3, ndim))
+  cotangent = rng.normal(size=out_spatial + (3,)).astype(np.float32)
+  return image, flat.reshape(grid.shape), cotangent
+
+
+@pytest.mark.parametrize(
+    "path,ndim,padding_mode,align_corners",
+    list(itertools.product(OTHER_PATHS, (2, 3), PADDINGS, (True, False))))
+def test_path_matches_gather_values_and_gradients(path, ndim, padding_mode,
+                                                  align_corners):
+  image, grid, cotangent = _case(ndim)
+  want = _value_and_grads("gather", padding_mode, align_corners)(
+      image, grid, cotangent)
+  got = _value_and_grads(path, padding_mode, align_corners)(
+      image, grid, cotangent)
+  for name, w, g in zip(("output", "d_image", "d_grid"), want, got):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=2e-5,
+                               rtol=1e-5, err_msg=f"{path}: {name}")
+  # The case is not degenerate: outputs and both gradients are non-zero.
+  assert all(np.abs(np.asarray(w)).max() > 0.1 for w in want)
+
+
+@pytest.mark.parametrize("path", OTHER_PATHS)
+def test_path_under_vmap_and_bfloat16(path):
+  image, grid, _ = _case(2, seed=1)
+  images = jnp.stack([image, -image]).astype(jnp.bfloat16)
+  grids = jnp.stack([grid, grid[::-1]])
+  fn = jax.jit(jax.vmap(functools.partial(stn_jax.sample, path=path)))
+  ref = jax.jit(jax.vmap(functools.partial(stn_jax.sample, path="gather")))
+  got, want = fn(images, grids), ref(images, grids)
+  assert got.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(got, np.float32),
+                             np.asarray(want, np.float32), atol=2e-2)
+  d_image = jax.grad(lambda i: jnp.sum(
+      stn_jax.sample(i, grid, path=path).astype(jnp.float32)))(images[0])
+  assert d_image.dtype == jnp.bfloat16
+
+
+def test_auto_picks_gather_for_the_benchmark_shapes():
+  # (sizes in (x, y) order, output points, channels): the benchmark's shapes,
+  # where gathering was measured 20x+ faster than the matmul paths.
+  assert sampler.choose_linear_path((42, 42), 28 * 28, 1) == "gather"
+  assert sampler.choose_linear_path((56, 56), 56 * 56, 64) == "gather"
+  assert sampler.choose_linear_path((224, 224), 224 * 224, 3) == "gather"
+  assert sampler.choose_linear_path((16, 16, 16), 4096, 1) == "gather"
+  # 6x6x1 -> 5x5: measured a tie forward, separable slower with backward.
+  assert sampler.choose_linear_path((6, 6), 25, 1) == "gather"
+
+
+def test_auto_picks_separable_for_tiny_images():
+  assert sampler.choose_linear_path((2, 2), 4, 1) == "separable"
+  assert sampler.choose_linear_path((2, 2, 2), 8, 1) == "separable"
+
+
+def test_unknown_path_is_rejected_by_name():
+  with pytest.raises(ValueError, match="`path`"):
+    stn_jax.sample(jnp.zeros((4, 4, 1)), jnp.zeros((2, 2, 2)), path="fast")
