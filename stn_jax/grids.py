@@ -87,8 +87,24 @@ def affine_grid(theta, shape, *, align_corners: bool = False) -> jnp.ndarray:
   _checks.check_shape("theta", theta, (2, 3), "(a 2x3 affine matrix)")
   shape = _checks.check_output_shape("shape", shape, 2)
   base = base_grid(shape, align_corners=align_corners).astype(theta.dtype)
-  return jnp.einsum("hwk,ck->hwc", base, theta,
-                    precision=jax.lax.Precision.HIGHEST)
+  return _apply_matrix(base, theta)
+
+
+def _apply_matrix(base, matrix):
+  """`base [..., k] @ matrix[c, k].T -> [..., c]` as written-out multiply-adds.
+
+  A k <= 4 contraction: as elementwise work XLA fuses it with the sampler's
+  coordinate arithmetic, where a dot (batched under vmap) would run as a
+  separate library call with a transposed output (measured 2x slower
+  end to end on CPU for the sampler benchmark's MNIST shape).
+  """
+  rows = []
+  for c in range(matrix.shape[0]):
+    acc = base[..., 0] * matrix[c, 0]
+    for k in range(1, matrix.shape[1]):
+      acc = acc + base[..., k] * matrix[c, k]
+    rows.append(acc)
+  return jnp.stack(rows, axis=-1)
 
 
 def affine_grid_3d(theta, shape, *, align_corners: bool = False) -> jnp.ndarray:
@@ -109,8 +125,7 @@ def affine_grid_3d(theta, shape, *, align_corners: bool = False) -> jnp.ndarray:
   _checks.check_shape("theta", theta, (3, 4), "(a 3x4 affine matrix)")
   shape = _checks.check_output_shape("shape", shape, 3)
   base = base_grid(shape, align_corners=align_corners).astype(theta.dtype)
-  return jnp.einsum("dhwk,ck->dhwc", base, theta,
-                    precision=jax.lax.Precision.HIGHEST)
+  return _apply_matrix(base, theta)
 
 
 def attention_params_to_affine(params) -> jnp.ndarray:
@@ -171,8 +186,7 @@ def projective_grid(h, shape, *, align_corners: bool = False) -> jnp.ndarray:
   matrix = projective_matrix(h)
   shape = _checks.check_output_shape("shape", shape, 2)
   base = base_grid(shape, align_corners=align_corners).astype(matrix.dtype)
-  hom = jnp.einsum("hwk,ck->hwc", base, matrix,
-                   precision=jax.lax.Precision.HIGHEST)
+  hom = _apply_matrix(base, matrix)
   w = hom[..., 2:]
   ok = w > _W_EPS
   # Double `where`: the unselected branch must not divide by ~0, or its

@@ -74,6 +74,88 @@ def _apply_padding(coord, size: int, padding_mode: str, align_corners: bool):
   return coord
 
 
+# --- Row gather with a batch-folding vmap rule. Under `jax.vmap`, reading
+# rows of a batched image at batched indices becomes XLA's batched gather,
+# which XLA:CPU runs far slower than one plain gather over the whole batch
+# (measured 7.0 -> 4.0 ms forward at B=256, 42x42x1 -> 28x28). So the batching
+# rule folds the batch into the row axis: image [B, N, C] -> [B * N, C],
+# indices + b * N. The VJP (a scatter-add of the cotangent rows) folds the
+# batch the same way. Values and gradients are those of `flat[idx]`.
+
+
+def _batch_offsets(axis_size: int, rows: int, idx):
+  shape = (axis_size,) + (1,) * (idx.ndim - 1)
+  return (jnp.arange(axis_size, dtype=idx.dtype) * rows).reshape(shape)
+
+
+@jax.custom_batching.custom_vmap
+def _take_rows_unbatched(flat, idx):
+  return flat.at[idx].get(mode="promise_in_bounds")
+
+
+@_take_rows_unbatched.def_vmap
+def _take_rows_vmap(axis_size, in_batched, flat, idx):
+  flat_batched, idx_batched = in_batched
+  if not flat_batched:
+    return flat.at[idx].get(mode="promise_in_bounds"), idx_batched
+  if not idx_batched:
+    idx = jnp.broadcast_to(idx, (axis_size,) + idx.shape)
+  rows = flat.shape[1]
+  folded = flat.reshape((axis_size * rows,) + flat.shape[2:])
+  idx = idx + _batch_offsets(axis_size, rows, idx)
+  return folded.at[idx].get(mode="promise_in_bounds"), True
+
+
+@functools.lru_cache(maxsize=None)
+def _scatter_rows(rows: int):
+  """`(idx [...], updates [..., C]) -> [rows, C]` sum of updates per row."""
+
+  @jax.custom_batching.custom_vmap
+  def scatter(idx, updates):
+    zeros = jnp.zeros((rows,) + updates.shape[idx.ndim:], updates.dtype)
+    return zeros.at[idx].add(updates, mode="promise_in_bounds")
+
+  @scatter.def_vmap
+  def scatter_vmap(axis_size, in_batched, idx, updates):
+    idx_batched, updates_batched = in_batched
+    if not updates_batched:
+      updates = jnp.broadcast_to(updates, (axis_size,) + updates.shape)
+    if not idx_batched:
+      idx = jnp.broadcast_to(idx, (axis_size,) + idx.shape)
+    idx = idx + _batch_offsets(axis_size, rows, idx)
+    zeros = jnp.zeros((axis_size * rows,) + updates.shape[idx.ndim:],
+                      updates.dtype)
+    out = zeros.at[idx].add(updates, mode="promise_in_bounds")
+    return out.reshape((axis_size, rows) + out.shape[1:]), True
+
+  return scatter
+
+
+@jax.custom_vjp
+def take_rows(flat, idx):
+  """`flat[idx]` for `flat` `[N, C]` and int32 `idx` `[...]` in [0, N).
+
+  Returns `[..., C]`. Same values and gradient as `flat[idx]`; under
+  `jax.vmap` it runs as one gather over the whole batch.
+  """
+  return _take_rows_unbatched(flat, idx)
+
+
+def _take_rows_fwd(flat, idx):
+  # An empty array carries the image's row count and dtype to the backward.
+  carrier = jnp.zeros((0,) + flat.shape, flat.dtype)
+  return _take_rows_unbatched(flat, idx), (idx, carrier)
+
+
+def _take_rows_bwd(res, g):
+  idx, carrier = res
+  d_flat = _scatter_rows(carrier.shape[1])(idx, g)
+  return d_flat.astype(carrier.dtype), None
+
+
+take_rows.defvjp(_take_rows_fwd, _take_rows_bwd)
+
+
 def _gather(flat, sizes, corner_idx):
   """Reads `flat` ([prod(sizes), C]) at integer corners, zero outside.
 
@@ -94,7 +176,7 @@ def _gather(flat, sizes, corner_idx):
     term = jnp.clip(idx, 0, size - 1) * stride
     linear = term if linear is None else linear + term
     stride *= size
-  values = flat.at[linear].get(mode="promise_in_bounds")
+  values = take_rows(flat, linear)
   return values, valid
 
 
@@ -171,7 +253,7 @@ def _weighted_sum(weights, values):
 
 def _interp_gather(flat, pix, sizes):
   linear, weights, _, _ = _corners(pix, sizes)
-  values = flat.at[linear].get(mode="promise_in_bounds").astype(pix[0].dtype)
+  values = take_rows(flat, linear).astype(pix[0].dtype)
   return _weighted_sum(weights, values)
 
 
