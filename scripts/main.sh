@@ -8,10 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
-# MNIST: the four IDX files beside the repo if there, else TFDS downloads.
-if [ -z "${STN_JAX_MNIST_DIR:-}" ] && [ -d ../shared/data/mnist ]; then
-  export STN_JAX_MNIST_DIR=$(cd ../shared/data/mnist && pwd)
-fi
+source scripts/mnist_env.sh
 workdir=${WORKDIR:-workdirs/rts_st_cnn_affine_quick}
 .venv/bin/python -m stn_jax.main \
   --config=configs/distorted_mnist.py:rts,st_cnn,affine,quick \
