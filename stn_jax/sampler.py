@@ -245,16 +245,33 @@ def _weighted_sum(weights, values):
   return out
 
 
-# --- Path "gather" (the default for all but tiny images): gather the 2^ndim
-# corners in one gather, weight them, and let JAX differentiate: the image
-# gradient is XLA's transpose of the gather (one scatter-add), and XLA fuses
-# the grid gradient's elementwise work into the same loops.
+# --- Path "gather" (the default for all but tiny images): for each of the
+# 2^ndim corners, gather its rows, weight them and add; JAX differentiates
+# (the image gradient is the transpose of each gather, a scatter-add). One
+# gather per corner, not one stacked [2^ndim, P] gather: under vmap the
+# stacked indices and weights come out as [B, 2^ndim, P], and slicing corners
+# out of that strided layout cost more than the gathers (B=256, 42x42x1 ->
+# 28x28: forward 3.9 -> 2.0 ms, forward+backward 22 -> 12.5 ms, medians).
 
 
 def _interp_gather(flat, pix, sizes):
-  linear, weights, _, _ = _corners(pix, sizes)
-  values = take_rows(flat, linear).astype(pix[0].dtype)
-  return _weighted_sum(weights, values)
+  lows = [jnp.floor(c) for c in pix]
+  fracs = [c - lo for c, lo in zip(pix, lows)]
+  low_idx = [lo.astype(jnp.int32) for lo in lows]
+  out = None
+  for corner in range(2 ** len(sizes)):
+    linear, inside, weight, stride = 0, True, 1.0, 1
+    for axis, size in enumerate(sizes):
+      up = (corner >> axis) & 1
+      idx = low_idx[axis] + up
+      inside = inside & (idx >= 0) & (idx < size)
+      linear = linear + jnp.clip(idx, 0, size - 1) * stride
+      weight = weight * (fracs[axis] if up else 1.0 - fracs[axis])
+      stride *= size
+    values = take_rows(flat, linear).astype(pix[0].dtype)
+    term = jnp.where(inside, weight, 0.0)[:, None] * values
+    out = term if out is None else out + term
+  return out
 
 
 # --- Path "gather_vjp": the same forward with a hand-written VJP that does only
