@@ -167,40 +167,42 @@ def _pixel_coords(grid, sizes, padding_mode, align_corners, compute_dtype):
   return tuple(pix)
 
 
-def _corners(pix, sizes):
-  """The 2^ndim interpolation corners of every sample point.
+def _corner_terms(pix, sizes):
+  """Yields the 2^ndim interpolation corners of every sample point, one by one.
 
   Args:
     pix: per-axis pixel coordinates, each `[P]`, in (x, y[, z]) order.
     sizes: spatial sizes in the same order.
 
-  Returns:
-    linear: int32 `[T, P]` row index of each corner in the flattened image,
-      clipped into range (out-of-bounds corners carry zero weight).
-    weights: `[T, P]` interpolation weights, zero for out-of-bounds corners.
-    axis_weights: per corner, per axis, the `[P]` 1-D weight (unmasked).
-    valid: bool `[T, P]`, the corner lies inside the image.
+  Yields:
+    Per corner `(linear, weight, per_axis, inside)`: int32 `[P]` row index in
+    the flattened image, clipped into range; the `[P]` interpolation weight,
+    zero for a corner outside the image; the list of per-axis `[P]` 1-D
+    weights (unmasked); bool `[P]`, the corner lies inside the image.
   """
   lows = [jnp.floor(c) for c in pix]
   fracs = [c - lo for c, lo in zip(pix, lows)]
   low_idx = [lo.astype(jnp.int32) for lo in lows]
-  linear, weights, axis_weights, valid = [], [], [], []
   for corner in range(2 ** len(sizes)):
-    lin, ok, w, per_axis, stride = 0, True, 1.0, [], 1
+    linear, inside, weight, per_axis, stride = 0, True, 1.0, [], 1
     for axis, size in enumerate(sizes):
       up = (corner >> axis) & 1
       idx = low_idx[axis] + up
-      ok = ok & (idx >= 0) & (idx < size)
-      lin = lin + jnp.clip(idx, 0, size - 1) * stride
+      inside = inside & (idx >= 0) & (idx < size)
+      linear = linear + jnp.clip(idx, 0, size - 1) * stride
       wa = fracs[axis] if up else 1.0 - fracs[axis]
       per_axis.append(wa)
-      w = w * wa
+      weight = weight * wa
       stride *= size
-    linear.append(lin)
-    weights.append(jnp.where(ok, w, 0.0))
-    axis_weights.append(per_axis)
-    valid.append(ok)
-  return jnp.stack(linear), jnp.stack(weights), axis_weights, jnp.stack(valid)
+    yield linear, jnp.where(inside, weight, 0.0), per_axis, inside
+
+
+def _corners(pix, sizes):
+  """All corners of `_corner_terms` stacked: linear `[T, P]`, weights
+  `[T, P]`, per-corner lists of per-axis weights, valid `[T, P]`."""
+  linear, weights, axis_weights, valid = zip(*_corner_terms(pix, sizes))
+  return (jnp.stack(linear), jnp.stack(weights), list(axis_weights),
+          jnp.stack(valid))
 
 
 def _weighted_sum(weights, values):
@@ -226,21 +228,9 @@ def _weighted_sum(weights, values):
 
 
 def _interp_gather(flat, pix, sizes):
-  lows = [jnp.floor(c) for c in pix]
-  fracs = [c - lo for c, lo in zip(pix, lows)]
-  low_idx = [lo.astype(jnp.int32) for lo in lows]
   out = None
-  for corner in range(2 ** len(sizes)):
-    linear, inside, weight, stride = 0, True, 1.0, 1
-    for axis, size in enumerate(sizes):
-      up = (corner >> axis) & 1
-      idx = low_idx[axis] + up
-      inside = inside & (idx >= 0) & (idx < size)
-      linear = linear + jnp.clip(idx, 0, size - 1) * stride
-      weight = weight * (fracs[axis] if up else 1.0 - fracs[axis])
-      stride *= size
-    values = take_rows(flat, linear).astype(pix[0].dtype)
-    term = jnp.where(inside, weight, 0.0)[:, None] * values
+  for linear, weight, _, _ in _corner_terms(pix, sizes):
+    term = weight[:, None] * take_rows(flat, linear).astype(pix[0].dtype)
     out = term if out is None else out + term
   return out
 
