@@ -8,7 +8,10 @@ projective and TPS transforms, built from `configs/distorted_mnist.py`, on
 the 28x28 R canvas and the 42x42 RTS canvas) it times one full training
 step (forward, backward, SGD update) at batch 256:
 
-* JAX: the project's jitted `stn_jax.train.train_step` on a `TrainState`.
+* JAX: the project's jitted `stn_jax.train.train_step` on a `TrainState`,
+  with the models' convolution / pooling implementation `--kernels`
+  ("fast", the default of `configs/distorted_mnist.py`, or "xla"; see
+  `stn_jax.fast_layers`).
 * PyTorch: an equivalent model written here with `torch.nn` (same layers,
   widths, transformer and sampler semantics: `affine_grid`/`grid_sample`,
   and the same projective and TPS grids), `torch.optim.SGD`.
@@ -179,9 +182,13 @@ def torch_model(cfg, size):
 
 # ---------------------------------------------------------------- timing
 
+NOTES_MARKER = "<!-- notes: kept across re-runs -->"
 
-def bench_row(dist, model_name, transform, *, batch, reps, warmup):
+
+def bench_row(dist, model_name, transform, *, batch, reps, warmup,
+              kernels="fast"):
   cfg = _config(dist, model_name, transform)
+  cfg.model.kernels = kernels
   size = int(cfg.distortion.canvas_size)
   rng = np.random.default_rng(0)
   x = rng.random((batch, size, size, 1), np.float32)
@@ -239,7 +246,7 @@ def bench_row(dist, model_name, transform, *, batch, reps, warmup):
       "ratio": tmed / jm, "jax_median_ms": 1e3 * jm,
       "torch_median_ms": 1e3 * tmed, "jax_min_ms": 1e3 * min(jt),
       "torch_min_ms": 1e3 * min(tt), "compile_s": compile_s,
-      "jax_peak_bytes": peak_bytes, "reps": reps,
+      "jax_peak_bytes": peak_bytes, "reps": reps, "kernels": kernels,
   }
 
 
@@ -261,7 +268,9 @@ def write_markdown(rows, meta, path):
            f"jax {meta['jax']}, torch {meta['torch']} "
            f"({meta['torch_threads']} threads); {meta['date']}.", "",
            "Medians over interleaved repetitions after warm-up; ratio = "
-           "JAX examples/s / torch examples/s (goal: >= 1.0).", "",
+           "JAX examples/s / torch examples/s (goal: >= 1.0). JAX "
+           f"conv/pool kernels: `{meta['kernels']}` (`stn_jax.fast_layers`).",
+           "",
            "| canvas | model | params | JAX img/s | torch img/s | ratio | "
            "goal | compile (s) | JAX peak MiB |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -273,8 +282,15 @@ def write_markdown(rows, meta, path):
         f"| {r['canvas']}x{r['canvas']} | {r['model']} | {r['num_params']} | "
         f"{r['jax_examples_per_s']:.0f} | {r['torch_examples_per_s']:.0f} | "
         f"{r['ratio']:.2f} | {goal} | {r['compile_s']:.1f} | {peak} |")
+  # Keep the hand-written analysis below NOTES_MARKER of an existing file.
+  notes = ""
+  if os.path.exists(path):
+    with open(path) as f:
+      old = f.read()
+    if NOTES_MARKER in old:
+      notes = "\n" + old[old.index(NOTES_MARKER):]
   with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+    f.write("\n".join(lines) + "\n" + notes)
 
 
 def main():
@@ -282,6 +298,8 @@ def main():
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--reps", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--kernels", default="fast", choices=("fast", "xla"),
+                      help="the models' conv / pool implementation")
   parser.add_argument("--models", default="",
                       help="comma-separated subset, e.g. cnn,st_cnn_affine")
   parser.add_argument("--json", default=None, help="write rows as JSON here")
@@ -296,7 +314,8 @@ def main():
     if wanted and name not in wanted:
       continue
     row = bench_row(dist, model_name, transform, batch=args.batch,
-                    reps=args.reps, warmup=args.warmup)
+                    reps=args.reps, warmup=args.warmup,
+                    kernels=args.kernels)
     print(f"{dist:>4} {name:<20} JAX {row['jax_examples_per_s']:7.0f} img/s  "
           f"torch {row['torch_examples_per_s']:7.0f} img/s  "
           f"ratio {row['ratio']:.2f}  compile {row['compile_s']:.1f} s",
@@ -307,7 +326,7 @@ def main():
           a for a in os.sys.argv[1:]),
       "device": str(jax.devices()[0].device_kind), "cpu": _cpu_model(),
       "jax": jax.__version__, "torch": torch.__version__,
-      "torch_threads": torch.get_num_threads(),
+      "torch_threads": torch.get_num_threads(), "kernels": args.kernels,
       "date": datetime.date.today().isoformat(),
   }
   if args.json:  # A list of rows, each carrying the run's metadata.

@@ -20,6 +20,12 @@ The transformer's output grid may be smaller than the input
 
 Images are channels-last, float, batched: `[B, H, W, C]`; logits are
 `[B, num_classes]`. Models are built from a config by name through `MODELS`.
+
+The convolutional models compute their convolutions and max-pools with the
+implementation named by `kernels` (`stn_jax.fast_layers`): "fast" (the
+default; DFT convolutions where they pay and a reshape max-pool, several
+times faster to train on CPU) or "xla" (XLA's own ops). Both compute the same
+function with the same parameters, so checkpoints are interchangeable.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import stn_jax
+from stn_jax import fast_layers
 
 NUM_CLASSES = 10
 
@@ -41,6 +48,14 @@ def _check_images(x) -> None:
     raise ValueError(
         f"`x` must be a batch of channels-last images [B, H, W, C], got shape "
         f"{list(x.shape)}.")
+
+
+def _kernels(name: str):
+  """(conv_general_dilated, max_pool) of implementation `name`."""
+  if name not in fast_layers.CONV_IMPLS:
+    raise ValueError(f"`kernels` must be one of "
+                     f"{sorted(fast_layers.CONV_IMPLS)}, got {name!r}.")
+  return fast_layers.CONV_IMPLS[name], fast_layers.POOL_IMPLS[name]
 
 
 class FCN(nn.Module):
@@ -70,10 +85,12 @@ class CNN(nn.Module):
     filters: `(f1, f2)` output channels of the two convolutions.
     kernel_sizes: `(k1, k2)` square kernel sizes (the paper's 9 and 7).
     num_classes: number of outputs.
+    kernels: convolution / pooling implementation ("fast" or "xla").
   """
   filters: Sequence[int]
   kernel_sizes: Sequence[int] = (9, 7)
   num_classes: int = NUM_CLASSES
+  kernels: str = "fast"
 
   @nn.compact
   def __call__(self, x):
@@ -83,9 +100,11 @@ class CNN(nn.Module):
       raise ValueError(
           f"`filters` {tuple(self.filters)} and `kernel_sizes` "
           f"{tuple(self.kernel_sizes)} must have the same length.")
+    conv, pool = _kernels(self.kernels)
     for i, (f, k) in enumerate(zip(self.filters, self.kernel_sizes)):
-      x = nn.relu(nn.Conv(f, (k, k), padding="SAME", name=f"conv{i}")(x))
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = nn.relu(nn.Conv(f, (k, k), padding="SAME", name=f"conv{i}",
+                          conv_general_dilated=conv)(x))
+      x = pool(x, 2)
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(self.num_classes, name="logits")(x)
 
@@ -124,11 +143,13 @@ class CNNLocalizer(nn.Module):
     kernel_size: square kernel size (5).
     hidden: width of the dense layer (20).
     input_downsample: average-pool factor applied to the input first (2).
+    kernels: convolution / pooling implementation ("fast" or "xla").
   """
   filters: Sequence[int] = (20, 20)
   kernel_size: int = 5
   hidden: int = 20
   input_downsample: int = 2
+  kernels: str = "fast"
 
   @nn.compact
   def __call__(self, x):
@@ -137,9 +158,12 @@ class CNNLocalizer(nn.Module):
     if d > 1:
       x = nn.avg_pool(x, (d, d), strides=(d, d))
     k = (self.kernel_size, self.kernel_size)
-    x = nn.relu(nn.Conv(self.filters[0], k, padding="VALID", name="conv0")(x))
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    x = nn.relu(nn.Conv(self.filters[1], k, padding="VALID", name="conv1")(x))
+    conv, pool = _kernels(self.kernels)
+    x = nn.relu(nn.Conv(self.filters[0], k, padding="VALID", name="conv0",
+                        conv_general_dilated=conv)(x))
+    x = pool(x, 2)
+    x = nn.relu(nn.Conv(self.filters[1], k, padding="VALID", name="conv1",
+                        conv_general_dilated=conv)(x))
     x = x.reshape(x.shape[0], -1)
     return nn.relu(nn.Dense(self.hidden, name="hidden")(x))
 
@@ -243,11 +267,20 @@ def _fcn_classifier(cfg) -> nn.Module:
   return FCN(hidden=_tuple("model.classifier.hidden", cfg.classifier.hidden, 2))
 
 
+def _kernels_name(cfg) -> str:
+  name = cfg.kernels
+  if name not in fast_layers.CONV_IMPLS:
+    raise ValueError(f"`model.kernels` must be one of "
+                     f"{sorted(fast_layers.CONV_IMPLS)}, got {name!r}.")
+  return name
+
+
 def _cnn_classifier(cfg) -> nn.Module:
   return CNN(
       filters=_tuple("model.classifier.filters", cfg.classifier.filters, 2),
       kernel_sizes=_tuple("model.classifier.kernel_sizes",
-                          cfg.classifier.kernel_sizes, 2))
+                          cfg.classifier.kernel_sizes, 2),
+      kernels=_kernels_name(cfg))
 
 
 def _fcn_localizer(cfg) -> nn.Module:
@@ -260,7 +293,8 @@ def _cnn_localizer(cfg) -> nn.Module:
   return CNNLocalizer(
       filters=_tuple("model.localizer.filters", loc.filters, 2),
       kernel_size=int(loc.kernel_size), hidden=int(loc.hidden),
-      input_downsample=int(loc.input_downsample))
+      input_downsample=int(loc.input_downsample),
+      kernels=_kernels_name(cfg))
 
 
 def transform_kwargs(model_cfg) -> tuple:
@@ -301,7 +335,7 @@ def _st(localizer_fn, classifier_fn) -> Callable:
 
 # name -> builder(model_cfg, *, canvas_size) -> nn.Module. `model_cfg` is the
 # `model` field of `configs/distorted_mnist.py`: `classifier` (FCN: `hidden`;
-# CNN: `filters`, `kernel_sizes`), for ST models `localizer` (FCN: `hidden`;
+# CNN: `filters`, `kernel_sizes`), `kernels` (CNN / ST-CNN), for ST models `localizer` (FCN: `hidden`;
 # CNN: `filters`, `kernel_size`, `hidden`, `input_downsample`), `transform`,
 # `tps_num_points`, `st_downsample`, `align_corners`, `sampling_method`,
 # `padding_mode`.

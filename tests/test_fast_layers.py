@@ -1,0 +1,199 @@
+"""stn_jax.fast_layers against the plain XLA ops: values and gradients."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import distorted_mnist
+from stn_jax import fast_layers
+from stn_jax import models
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _xla_conv(x, w, padding):
+  return jax.lax.conv_general_dilated(x, w, (1, 1), padding,
+                                      dimension_numbers=NHWC)
+
+
+def _rel_err(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-30))
+
+
+# (H, W, C, O, kh, kw, padding): the models' layers, even and non-square
+# kernels, explicit and asymmetric padding.
+CONV_CASES = [
+    (14, 14, 8, 16, 7, 7, "SAME"),
+    (21, 21, 6, 12, 7, 7, "SAME"),
+    (28, 28, 1, 8, 9, 9, "SAME"),
+    (14, 14, 1, 5, 5, 5, "VALID"),
+    (5, 5, 4, 3, 5, 5, "VALID"),
+    (9, 10, 3, 4, 4, 4, "SAME"),
+    (8, 9, 2, 3, 3, 2, ((2, 0), (1, 1))),
+    (7, 6, 3, 2, 3, 3, ((0, 2), (2, 0))),
+]
+
+
+def _conv_inputs(case, seed=0):
+  h, w, c, o, kh, kw, padding = case
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(rng.standard_normal((3, h, w, c)), jnp.float32)
+  k = jnp.asarray(rng.standard_normal((kh, kw, c, o)) / (kh * kw),
+                  jnp.float32)
+  return x, k, padding
+
+
+@pytest.mark.parametrize("impl", ["dft", "patches"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_conv_matches_xla_values_and_gradients(impl, case):
+  x, w, padding = _conv_inputs(case)
+  fast = {"dft": fast_layers.dft_conv,
+          "patches": fast_layers.patches_conv}[impl]
+  f_ref = lambda x, w: _xla_conv(x, w, padding)
+  f_new = lambda x, w: fast(x, w, padding=padding)
+  ref, new = f_ref(x, w), jax.jit(f_new)(x, w)
+  assert new.shape == ref.shape
+  assert _rel_err(ref, new) < 1e-5
+  g = jnp.asarray(np.random.default_rng(1).standard_normal(ref.shape),
+                  jnp.float32)
+  dref = jax.vjp(f_ref, x, w)[1](g)
+  dnew = jax.jit(lambda x, w, g: jax.vjp(f_new, x, w)[1](g))(x, w, g)
+  for a, b in zip(dref, dnew):
+    assert a.shape == b.shape
+    assert _rel_err(a, b) < 1e-5
+
+
+def test_patches_conv_forward_is_xla_bit_for_bit():
+  x, w, padding = _conv_inputs(CONV_CASES[2])
+  np.testing.assert_array_equal(
+      fast_layers.patches_conv(x, w, padding=padding),
+      _xla_conv(x, w, padding))
+
+
+def test_dft_conv_second_order_gradient_matches_xla():
+  x, w, padding = _conv_inputs(CONV_CASES[0])
+
+  def hvp(conv):
+    loss = lambda w: jnp.sum(jnp.tanh(conv(x, w, padding)))
+    return jax.jvp(jax.grad(loss), (w,), (jnp.ones_like(w),))[1]
+
+  ref = hvp(_xla_conv)
+  new = hvp(lambda x, w, p: fast_layers.dft_conv(x, w, padding=p))
+  assert _rel_err(ref, new) < 1e-4
+
+
+@pytest.mark.parametrize("args, algo", [
+    (((14, 14), (7, 7), (32, 64), "SAME"), "dft"),  # CNN layer 2, 28 px.
+    (((21, 21), (7, 7), (24, 48), "SAME"), "dft"),  # CNN layer 2, 42 px.
+    (((28, 28), (9, 9), (1, 32), "SAME"), "xla"),  # CNN layer 1.
+    (((14, 14), (5, 5), (1, 20), "VALID"), "patches"),  # Localiser.
+])
+def test_conv_algorithm_choice(args, algo):
+  assert fast_layers.conv_algorithm(*args) == algo
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[2],
+                                  CONV_CASES[3]], ids=str)
+def test_flax_conv_with_fast_primitive_matches_default(case):
+  x, _, padding = _conv_inputs(case)
+  _, _, c, o, kh, kw, _ = case
+  plain = nn.Conv(o, (kh, kw), padding=padding)
+  fast = nn.Conv(o, (kh, kw), padding=padding,
+                 conv_general_dilated=fast_layers.conv_general_dilated)
+  params = plain.init(jax.random.key(0), x)
+  assert _rel_err(plain.apply(params, x), fast.apply(params, x)) < 1e-5
+  loss = lambda m: lambda p: jnp.sum(m.apply(p, x) ** 2)
+  ga, gb = jax.grad(loss(plain))(params), jax.grad(loss(fast))(params)
+  for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+    assert _rel_err(a, b) < 1e-5
+
+
+def test_conv_general_dilated_falls_back_to_xla_for_strides():
+  x, w, _ = _conv_inputs(CONV_CASES[0])
+  got = fast_layers.conv_general_dilated(x, w, (2, 2), "SAME",
+                                         dimension_numbers=NHWC)
+  want = jax.lax.conv_general_dilated(x, w, (2, 2), "SAME",
+                                      dimension_numbers=NHWC)
+  np.testing.assert_array_equal(got, want)
+
+
+def test_conv_bad_inputs_raise_clear_errors():
+  x, w, _ = _conv_inputs(CONV_CASES[0])
+  with pytest.raises(ValueError, match="input channels"):
+    fast_layers.dft_conv(x, w[:, :, :3])
+  with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
+    fast_layers.dft_conv(x[0], w)
+  with pytest.raises(ValueError, match="padding"):
+    fast_layers.dft_conv(x, w, padding="FULL")
+  with pytest.raises(ValueError, match="padding"):
+    fast_layers.patches_conv(x, w, padding=((7, 0), (0, 0)))
+
+
+@pytest.mark.parametrize("shape", [(2, 28, 28, 3), (2, 21, 21, 4),
+                                   (1, 7, 10, 2), (2, 5, 5, 1)])
+def test_max_pool_matches_flax(shape):
+  # A random permutation: no ties, so the gradients are unique.
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.permutation(np.prod(shape)).reshape(shape),
+                  jnp.float32)
+  ref = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  np.testing.assert_array_equal(fast_layers.max_pool(x, 2), ref(x))
+  g = jnp.asarray(rng.standard_normal(ref(x).shape), jnp.float32)
+  np.testing.assert_array_equal(
+      jax.vjp(lambda x: fast_layers.max_pool(x, 2), x)[1](g)[0],
+      jax.vjp(ref, x)[1](g)[0])
+
+
+def test_max_pool_ties_share_the_gradient():
+  x = jnp.zeros((1, 2, 2, 1))
+  grad = jax.grad(lambda x: fast_layers.max_pool(x, 2).sum())(x)
+  np.testing.assert_allclose(grad, np.full((1, 2, 2, 1), 0.25))
+
+
+def test_max_pool_bad_input():
+  with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
+    fast_layers.max_pool(jnp.zeros((4, 4)), 2)
+
+
+@pytest.mark.parametrize("arg", ["r,cnn", "rts,cnn", "r,st_cnn,affine",
+                                 "rts,st_cnn,tps"])
+def test_models_fast_and_xla_kernels_agree(arg):
+  cfg = distorted_mnist.get_config(arg + ",smoke")
+  size = int(cfg.distortion.canvas_size)
+  built = {}
+  for kernels in ("fast", "xla"):
+    cfg.model.kernels = kernels
+    built[kernels] = models.build_model(cfg.model, canvas_size=size)
+  params = models.init_params(built["xla"], jax.random.key(0),
+                              canvas_size=size)
+  # A localiser that moves the grid off the pixel centres, so that the
+  # sampler's gradient is smooth there (it has kinks at integer points).
+  if "theta" in params:
+    params["theta"]["kernel"] = 1e-3 * jnp.ones_like(
+        params["theta"]["kernel"])
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.random((4, size, size, 1)), jnp.float32)
+  y = jnp.arange(4) % 10
+
+  def loss(model):
+    def f(p):
+      logits = model.apply({"params": p}, x)
+      return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), y])
+    return f
+
+  out = {k: m.apply({"params": params}, x) for k, m in built.items()}
+  assert _rel_err(out["xla"], out["fast"]) < 1e-4
+  grads = {k: jax.grad(loss(m))(params) for k, m in built.items()}
+  for path, a in jax.tree_util.tree_leaves_with_path(grads["xla"]):
+    b = dict(jax.tree_util.tree_leaves_with_path(grads["fast"]))[path]
+    assert _rel_err(a, b) < 1e-3, jax.tree_util.keystr(path)
+
+
+def test_model_rejects_unknown_kernels():
+  cfg = distorted_mnist.get_config("r,cnn,smoke")
+  cfg.model.kernels = "cuda"
+  with pytest.raises(ValueError, match="model.kernels"):
+    models.build_model(cfg.model, canvas_size=28)
