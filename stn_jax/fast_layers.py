@@ -17,9 +17,10 @@ against the plain versions.
   is the exact convolution up to float32 rounding (relative error ~1e-6). It does
   ~1/2 of the direct method's flops on the CNN's 7x7 layer and, unlike
   XLA's convolution, its gradients are matmuls of the same size.
-* `patches_conv`: XLA's forward convolution with a custom VJP whose weight
-  and input gradients are matmuls over the `kh*kw` shifted windows; for the
-  small 1-channel localiser layers, where a DFT does not pay.
+* `patches_conv`: XLA's forward convolution with a custom VJP whose input
+  gradient (and, for small layers, weight gradient) are matmuls over the
+  `kh*kw` shifted windows; for the 1-channel first layers and the small
+  localiser layers, where a DFT does not pay.
 * `conv_general_dilated`: picks `dft_conv`, `patches_conv` or XLA's own
   convolution per layer from its shapes; signature-compatible with `jax.lax.conv_general_dilated`
   so it plugs into `flax.linen.Conv(conv_general_dilated=...)`.
@@ -223,11 +224,16 @@ def _patches_conv_bwd(pads, res, g):
   b, ho, wo, _ = g.shape
   xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
   g2 = g.reshape(b * ho * wo, o)
-  # dw[a, b, c, o] = sum_n window_(a,b)(x)[n, c] g[n, o]: one matmul over
-  # the stacked windows (C is small here, so the stack is small).
-  taps = _shifted_stack(xp, (kh, kw), (ho, wo)).reshape(kh * kw, -1, c)
-  dw = jnp.einsum("knc,no->kco", taps, g2).reshape(kh, kw, c, o)
-  # dx: every tap's contribution g @ w[a, b]^T, shifted back and summed.
+  if kh * kw * ho * wo * c <= PATCHES_MAX_TAPS:
+    # dw[a, b, c, o] = sum_n window_(a,b)(x)[n, c] g[n, o]: one matmul over
+    # the stacked windows (small here).
+    taps = _shifted_stack(xp, (kh, kw), (ho, wo)).reshape(kh * kw, -1, c)
+    dw = jnp.einsum("knc,no->kco", taps, g2).reshape(kh, kw, c, o)
+  else:  # Large windows: XLA's own weight gradient costs less traffic.
+    dw = jax.vjp(lambda w: jax.lax.conv_general_dilated(
+        x, w, (1, 1), pads, dimension_numbers=_NHWC), w)[1](g)[0]
+  # dx: every tap's contribution g @ w[a, b]^T (tap-major, so that each is a
+  # contiguous plane), shifted back and summed.
   contrib = jnp.einsum("no,kco->knc", g2, w.reshape(kh * kw, c, o))
   contrib = contrib.reshape(kh * kw, b, ho, wo, c)
   hp, wp = xp.shape[1], xp.shape[2]
@@ -245,10 +251,13 @@ _patches_conv.defvjp(_patches_conv_fwd, _patches_conv_bwd)
 def patches_conv(x, w, *, padding: Padding = "SAME"):
   """Stride-1 2D convolution: XLA's forward, matmul-based gradients.
 
-  For small layers with few input channels (the localisers' first layers),
-  where XLA's backward convolutions are slow and a DFT does not pay: the weight
-  gradient is one matmul over the `kh*kw` shifted windows of the input, the
-  input gradient `kh*kw` shifted copies of `g @ w[a, b]^T` summed.
+  For layers with few input channels (the 1-channel first layers), where
+  XLA's backward convolutions are slow (its input gradient with 30 output
+  channels: 260 ms at batch 256, 28x28, 9x9; this: 33 ms) and a DFT does
+  not pay: the input gradient is `kh*kw` shifted copies of `g @ w[a, b]^T`
+  summed; the weight gradient one matmul over the `kh*kw` shifted windows
+  of the input when those hold at most `PATCHES_MAX_TAPS` values per image,
+  else XLA's.
 
   Args:
     x: `[B, H, W, C]` input.
@@ -300,6 +309,9 @@ DFT_MAX_FLOP_RATIO = 2.5
 # it beat XLA's gradients 2-7x on the 5x5 localiser layers (up to 16900) and
 # lost on the 9x9 28x28 layer (63504).
 PATCHES_MAX_TAPS = 20_000
+# ... and always for layers with at most this many input channels: their
+# input gradient as shifted matmuls beat XLA's 1.4-8x (the 9x9 first layers).
+PATCHES_MAX_CHANNELS = 4
 
 
 def conv_algorithm(in_size: Sequence[int], kernel: Sequence[int],
@@ -316,7 +328,8 @@ def conv_algorithm(in_size: Sequence[int], kernel: Sequence[int],
   pads = _explicit_padding(padding, tuple(kernel))
   out = [n + lo + hi - k + 1 for n, k, (lo, hi) in zip(in_size, kernel, pads)]
   taps = int(np.prod(kernel) * np.prod(out) * channels[0])
-  if taps <= PATCHES_MAX_TAPS and all(
+  small = taps <= PATCHES_MAX_TAPS or channels[0] <= PATCHES_MAX_CHANNELS
+  if small and all(
       0 <= lo <= k - 1 and 0 <= hi <= k - 1 for (lo, hi), k in zip(pads,
                                                                    kernel)):
     return "patches"
@@ -334,8 +347,9 @@ def conv_general_dilated(lhs, rhs, window_strides=(1, 1), padding="SAME",
   undilated, ungrouped layers whose `dft_conv` costs at most
   `DFT_MAX_FLOP_RATIO` of the direct method's multiply-adds run as
   `dft_conv`; other such layers with at most `PATCHES_MAX_TAPS` window
-  values per image as `patches_conv`; every other layer as XLA's own
-  convolution (`conv_algorithm` tells which).
+  values per image or `PATCHES_MAX_CHANNELS` input channels as
+  `patches_conv`; every other layer as XLA's own convolution
+  (`conv_algorithm` tells which).
   The result never depends on the choice beyond float rounding.
   """
   simple = (lhs.ndim == 4 and rhs.ndim == 4 and

@@ -88,7 +88,8 @@ def test_dft_conv_second_order_gradient_matches_xla():
 @pytest.mark.parametrize("args, algo", [
     (((14, 14), (7, 7), (32, 64), "SAME"), "dft"),  # CNN layer 2, 28 px.
     (((21, 21), (7, 7), (24, 48), "SAME"), "dft"),  # CNN layer 2, 42 px.
-    (((28, 28), (9, 9), (1, 32), "SAME"), "xla"),  # CNN layer 1.
+    (((28, 28), (9, 9), (1, 32), "SAME"), "patches"),  # CNN layer 1.
+    (((32, 32), (3, 3), (16, 16), "SAME"), "xla"),  # 3x3, many channels.
     (((14, 14), (5, 5), (1, 20), "VALID"), "patches"),  # Localiser.
 ])
 def test_conv_algorithm_choice(args, algo):
