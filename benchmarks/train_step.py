@@ -16,8 +16,11 @@ step (forward, backward, SGD update) at batch 256:
   widths, transformer and sampler semantics: `affine_grid`/`grid_sample`,
   and the same projective and TPS grids), `torch.optim.SGD`.
 
-Both run on the same random inputs, interleaved (JAX, torch, JAX, torch...)
-after a warm-up, so machine noise hits both; it reports medians of examples/s
+Both run on the same random inputs after a warm-up, in alternating blocks
+of consecutive steps (`--rounds` blocks each, as in training), so machine
+noise hits both; the first step of each block is not timed (torch's OpenMP
+workers keep spinning after its calls and would steal the 2 cores from the
+next JAX step); it reports medians of examples/s
 and the ratio JAX / torch (>= 1 means JAX is faster), the JAX step's compile
 time, and its peak memory as XLA's compiled memory analysis reports it
 (arguments + outputs + temporaries).
@@ -186,7 +189,7 @@ NOTES_MARKER = "<!-- notes: kept across re-runs -->"
 
 
 def bench_row(dist, model_name, transform, *, batch, reps, warmup,
-              kernels="fast"):
+              kernels="fast", rounds=3):
   cfg = _config(dist, model_name, transform)
   cfg.model.kernels = kernels
   size = int(cfg.distortion.canvas_size)
@@ -230,13 +233,21 @@ def bench_row(dist, model_name, transform, *, batch, reps, warmup,
     state = jax_step(state)
     torch_step()
   jt, tt = [], []
-  for _ in range(reps):
-    t = time.perf_counter()
+  per_round = max(1, -(-reps // rounds))
+  for _ in range(rounds):
+    # Blocks of consecutive steps, as in training; the first step of each
+    # block is not timed (the other framework's idle workers may still be
+    # spinning on the cores).
     state = jax_step(state)
-    jt.append(time.perf_counter() - t)
-    t = time.perf_counter()
+    for _ in range(per_round):
+      t = time.perf_counter()
+      state = jax_step(state)
+      jt.append(time.perf_counter() - t)
     torch_step()
-    tt.append(time.perf_counter() - t)
+    for _ in range(per_round):
+      t = time.perf_counter()
+      torch_step()
+      tt.append(time.perf_counter() - t)
   jm, tmed = statistics.median(jt), statistics.median(tt)
   name = model_name + (f"_{transform}" if transform else "")
   return {
@@ -267,7 +278,7 @@ def write_markdown(rows, meta, path):
            f"Device: {meta['device']}; CPU: {meta['cpu']}; "
            f"jax {meta['jax']}, torch {meta['torch']} "
            f"({meta['torch_threads']} threads); {meta['date']}.", "",
-           "Medians over interleaved repetitions after warm-up; ratio = "
+           "Medians over alternating blocks of steps after warm-up; ratio = "
            "JAX examples/s / torch examples/s (goal: >= 1.0). JAX "
            f"conv/pool kernels: `{meta['kernels']}` (`stn_jax.fast_layers`).",
            "",
@@ -298,6 +309,8 @@ def main():
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--reps", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="alternating blocks per framework")
   parser.add_argument("--kernels", default="fast", choices=("fast", "xla"),
                       help="the models' conv / pool implementation")
   parser.add_argument("--models", default="",
@@ -315,7 +328,7 @@ def main():
       continue
     row = bench_row(dist, model_name, transform, batch=args.batch,
                     reps=args.reps, warmup=args.warmup,
-                    kernels=args.kernels)
+                    kernels=args.kernels, rounds=args.rounds)
     print(f"{dist:>4} {name:<20} JAX {row['jax_examples_per_s']:7.0f} img/s  "
           f"torch {row['torch_examples_per_s']:7.0f} img/s  "
           f"ratio {row['ratio']:.2f}  compile {row['compile_s']:.1f} s",

@@ -17,15 +17,22 @@ or print one shell command per run for a cluster scheduler:
   models=A+B      only these models (default fcn+cnn+st_fcn+st_cnn).
   transforms=A+B  only these ST transforms (default affine+projective+tps).
 
-Each run is a dict {"name", "config", "overrides"} where "config" is the
-argument of `configs/distorted_mnist.py` and "overrides" are extra
-`--config.key=value` flags. The cells are the 32 of Table 1 plus the 4 of TC
-(TC's ST models use the affine transform).
+Each run is a dict {"name", "config", "overrides", "group"} where "config"
+is the argument of `configs/distorted_mnist.py`, "overrides" are extra
+`--config.key=value` flags and "group" (or None) names runs that the runner
+trains together, as the seeds of one vmapped step (`stn_jax.main --seeds`);
+a group's runs are named "<group>-s<seed>". The cells are the 32 of Table 1
+plus the 4 of TC (TC's ST models use the affine transform).
 """
 
 from experiments import paper_results
 
 PROTOCOLS = ("quick", "paper", "smoke")
+
+# Models whose seeds train faster in one vmapped step than one at a time
+# (benchmarks/results/vmapped_seeds_cpu.md: FCN 1.38x, ST-FCN 1.14-1.33x;
+# CNN 0.49x and ST-CNN 0.14x, so those train one seed per process).
+VMAP_SEEDS_MODELS = ("fcn", "st_fcn")
 
 
 def _split(value: str, allowed, key: str):
@@ -71,11 +78,14 @@ def get_sweep(arg: str = "quick") -> list[dict]:
       continue
     if transform is not None and transform not in transforms:
       continue
+    parts = [dist, model] + ([transform] if transform else []) + [protocol]
+    cell = "-".join(parts)
+    group = cell if seeds > 1 and model in VMAP_SEEDS_MODELS else None
     for seed in range(seeds):
-      parts = [dist, model] + ([transform] if transform else []) + [protocol]
       runs.append({
-          "name": "-".join(parts) + f"-s{seed}",
+          "name": f"{cell}-s{seed}",
           "config": ",".join(parts),
           "overrides": {"seed": seed},
+          "group": group,
       })
   return runs

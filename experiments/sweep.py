@@ -13,7 +13,10 @@ r"""Runs a sweep of `stn_jax.main` training runs, resumably.
   `<results_dir>/<name>.json`, so nothing finished is lost.
 * The runner survives being killed: its children die with it (Linux
   PR_SET_PDEATHSIG), and running it again picks up where it stopped.
-* `--print_commands` prints one shell command per pending run instead, for
+* Runs of one "group" (the seeds of a cell whose model trains faster with
+  its seeds vmapped, `configs/table1.py`) that are still pending train as one
+  process, `stn_jax.main --seeds=...`, each seed in its own workdir.
+* `--print_commands` prints one shell command per pending job instead, for
   a cluster scheduler.
 """
 
@@ -45,7 +48,30 @@ def load_sweep(spec: str) -> list[dict]:
   names = [r["name"] for r in runs]
   if len(set(names)) != len(names):
     raise ValueError(f"--sweep: {path!r} gives duplicate run names.")
+  for r in runs:
+    group = r.get("group")
+    if group is not None and r["name"] != f"{group}-s{r['overrides']['seed']}":
+      raise ValueError(f"--sweep: run {r['name']!r} of group {group!r} must "
+                       f"be named '<group>-s<seed>'.")
   return runs
+
+
+def make_jobs(pending: list) -> list[list]:
+  """Pending `(run, workdir)` pairs -> jobs: lists of runs trained together.
+
+  Runs of one group form one job (seed order); the others one job each.
+  """
+  jobs, groups = [], {}
+  for run, workdir in pending:
+    group = run.get("group")
+    if group is None:
+      jobs.append([(run, workdir)])
+    elif group in groups:
+      groups[group].append((run, workdir))
+    else:
+      groups[group] = [(run, workdir)]
+      jobs.append(groups[group])
+  return jobs
 
 
 def run_command(run: dict, workdir: str,
@@ -54,6 +80,22 @@ def run_command(run: dict, workdir: str,
   argv = [sys.executable, "-m", "stn_jax.main",
           f"--config={config_file}:{run['config']}", f"--workdir={workdir}"]
   argv += [f"--config.{k}={v}" for k, v in sorted(run["overrides"].items())]
+  return argv
+
+
+def job_command(job: list, workdir_root: str,
+                config_file: str = "configs/distorted_mnist.py") -> list[str]:
+  """The argv that trains a job (one run, or a group's seeds vmapped)."""
+  run, workdir = job[0]
+  if len(job) == 1:
+    return run_command(run, workdir, config_file)
+  seeds = [r["overrides"]["seed"] for r, _ in job]
+  template = os.path.join(workdir_root, run["group"] + "-s{seed}")
+  argv = [sys.executable, "-m", "stn_jax.main",
+          f"--config={config_file}:{run['config']}", f"--workdir={template}",
+          "--seeds=" + ",".join(str(s) for s in seeds)]
+  argv += [f"--config.{k}={v}" for k, v in sorted(run["overrides"].items())
+           if k != "seed"]
   return argv
 
 
@@ -102,34 +144,39 @@ def main(argv=None):
       pending.append((run, workdir))
   print(f"{len(runs)} runs, {len(runs) - len(pending)} done, "
         f"{len(pending)} to go", flush=True)
+  jobs = make_jobs(pending)
   if args.print_commands:
-    for run, workdir in pending:
-      print(shlex.join(run_command(run, workdir)))
+    for job in jobs:
+      print(shlex.join(job_command(job, args.workdir_root)))
     return 0
 
   running = {}
   failed = []
-  queue = list(pending)
+  queue = list(jobs)
   while queue or running:
     while queue and len(running) < args.parallel:
-      run, workdir = queue.pop(0)
-      os.makedirs(workdir, exist_ok=True)
-      log = open(os.path.join(workdir, "log.txt"), "ab")
-      cmd = run_command(run, workdir)
-      print(f"start {run['name']}: {shlex.join(cmd)}", flush=True)
+      job = queue.pop(0)
+      for _, workdir in job:
+        os.makedirs(workdir, exist_ok=True)
+      name = ", ".join(run["name"] for run, _ in job)
+      log_path = os.path.join(job[0][1], "log.txt")
+      log = open(log_path, "ab")
+      cmd = job_command(job, args.workdir_root)
+      print(f"start {name}: {shlex.join(cmd)}", flush=True)
       proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                               preexec_fn=_die_with_parent)
-      running[proc] = (run, workdir, log, time.time())
+      running[proc] = (job, name, log_path, log, time.time())
     time.sleep(1.0)
     for proc in [p for p in running if p.poll() is not None]:
-      run, workdir, log, start = running.pop(proc)
+      job, name, log_path, log, start = running.pop(proc)
       log.close()
-      done = proc.returncode == 0 and collect(run, workdir, args.results_dir)
+      done = proc.returncode == 0 and all(
+          [collect(run, workdir, args.results_dir) for run, workdir in job])
       status = "done" if done else f"FAILED (exit {proc.returncode})"
-      print(f"{status} {run['name']} after {time.time() - start:.0f} s; "
-            f"log: {workdir}/log.txt", flush=True)
+      print(f"{status} {name} after {time.time() - start:.0f} s; "
+            f"log: {log_path}", flush=True)
       if not done:
-        failed.append(run["name"])
+        failed.extend(run["name"] for run, _ in job)
   if failed:
     print(f"{len(failed)} runs failed: {failed}", flush=True)
     return 1

@@ -327,28 +327,46 @@ def make_step_functions(config, schedule, mesh: Mesh, *, data_key,
   * `step_fn(state, batch) -> (state, metrics)`: `train_step` with the state
     replicated and the batch sharded; the state argument is donated.
   * `eval_fn(state, images, labels, weights)`: `eval_step`, batch sharded.
+
+  With stacked keys (`data_key`, `distort_key` of shape `[S]`: S seeds
+  trained together) every function is vmapped over the seeds: batches are
+  `[S, B, ...]`, the state's leaves `[S, ...]`, metrics `[S]` and eval sums
+  `[S]` (the test batch is shared).
   """
+  seeds = data_key.shape[0] if data_key.ndim else None
   replicated = NamedSharding(mesh, P())
-  data_sharding = NamedSharding(mesh, P(DATA_AXIS))
+  data_sharding = NamedSharding(
+      mesh, P(DATA_AXIS) if seeds is None else P(None, DATA_AXIS))
+  test_sharding = NamedSharding(mesh, P(DATA_AXIS))
   distort_fn = distortions.make_distort_fn(config.distortion_name,
                                            config.distortion)
-  batch_fn = jax.jit(
-      make_batch_fn(config, distort_fn, data_key=data_key,
-                    distort_key=distort_key),
-      out_shardings=(data_sharding, data_sharding))
+  step = functools.partial(train_step, schedule=schedule)
+  if seeds is None:
+    batch = make_batch_fn(config, distort_fn, data_key=data_key,
+                          distort_key=distort_key)
+    evaluate_fn = eval_step
+  else:
+    def batch(i, train_images, train_labels):
+      one = lambda dk, tk: make_batch_fn(
+          config, distort_fn, data_key=dk, distort_key=tk)(
+              i, train_images, train_labels)
+      return jax.vmap(one)(data_key, distort_key)
+    step = jax.vmap(step)
+    evaluate_fn = jax.vmap(eval_step, in_axes=(0, None, None, None))
+  batch_fn = jax.jit(batch, out_shardings=(data_sharding, data_sharding))
   step_fn = jax.jit(
-      functools.partial(train_step, schedule=schedule),
-      in_shardings=(replicated, (data_sharding, data_sharding)),
+      step, in_shardings=(replicated, (data_sharding, data_sharding)),
       out_shardings=(replicated, replicated), donate_argnums=0)
-  eval_fn = jax.jit(eval_step, in_shardings=(replicated,) + (
-      data_sharding,) * 3, out_shardings=replicated)
+  eval_fn = jax.jit(evaluate_fn, in_shardings=(replicated,) + (
+      test_sharding,) * 3, out_shardings=replicated)
   return batch_fn, step_fn, eval_fn
 
 
 def evaluate(eval_fn, state, x, y, *, batch_size: int, sharding) -> dict:
   """Loss and error (%) of `state` on the whole `(x [M, S, S, 1], y [M])`.
 
-  Runs in padded batches of `batch_size` (one compiled shape).
+  Runs in padded batches of `batch_size` (one compiled shape). With a
+  seed-stacked `eval_fn` (`make_step_functions`) the values are `[S]` arrays.
   """
   n = len(x)
   loss_sum = err_sum = count = 0.0
@@ -361,11 +379,13 @@ def evaluate(eval_fn, state, x, y, *, batch_size: int, sharding) -> dict:
       xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
       yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
     xb, yb, w = jax.device_put((xb, yb, w), sharding)
-    sums = jax.device_get(eval_fn(state, xb, yb, w))
-    loss_sum += float(sums[0])
-    err_sum += float(sums[1])
-    count += float(sums[2])
-  return {"test_loss": loss_sum / count, "test_error": 100.0 * err_sum / count}
+    sums = [np.asarray(v, np.float64)
+            for v in jax.device_get(eval_fn(state, xb, yb, w))]
+    loss_sum = loss_sum + sums[0]
+    err_sum = err_sum + sums[1]
+    count = count + sums[2]
+  out = {"test_loss": loss_sum / count, "test_error": 100.0 * err_sum / count}
+  return {k: float(v) if np.ndim(v) == 0 else v for k, v in out.items()}
 
 
 # --------------------------------------------------------------- outputs
@@ -454,8 +474,13 @@ def _device_description() -> str:
 
 
 def _is_finite(metrics) -> bool:
-  return bool(np.isfinite(metrics["loss"]) and np.isfinite(
-      metrics["grad_norm"]))
+  return bool(np.all(np.isfinite(metrics["loss"])) and np.all(np.isfinite(
+      metrics["grad_norm"])))
+
+
+def _seed_slice(tree, i: int):
+  """Seed `i` of a seed-stacked pytree."""
+  return jax.tree.map(lambda a: a[i], tree)
 
 
 # ------------------------------------------------------------------ main
@@ -473,16 +498,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     The dict written to `workdir/results.json`: distortion, model, transform,
     protocol, seed, num_params, steps, test_error (%), test_loss,
     num_test_examples, wall_time_s (this process), examples_per_s (training
-    only), device, num_devices, resumed_from_step, config.
+    only, per model), seeds_in_step (1 here), device, num_devices,
+    resumed_from_step, config.
 
   Raises:
     ValueError: invalid config, data or device count.
     NonFiniteLossError: the loss or gradient became NaN/inf.
   """
+  return train_and_evaluate_seeds(config, {int(config.seed): workdir})[0]
+
+
+def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
+                             workdirs: Mapping[int, str]) -> list[dict]:
+  """Trains several seeds of one config together, in one vmapped step.
+
+  Each seed is a complete run of `train_and_evaluate` with `config.seed`
+  set to it, in its own workdir (checkpoints, metrics, `results.json`, each
+  resumable alone), but the S seeds' parameters are stacked and trained by
+  one jitted `jax.vmap(train_step)`, which beats S separate steps for the
+  small models (`benchmarks/results/vmapped_seeds_cpu.md`). One seed runs the
+  plain (unvmapped) step.
+
+  Args:
+    config: a config of `configs/distorted_mnist.py`; its `seed` is ignored.
+    workdirs: seed -> output folder (distinct folders).
+
+  Returns:
+    One results dict per seed, in increasing seed order (see
+    `train_and_evaluate`; `seeds_in_step` is S).
+
+  Raises:
+    ValueError: invalid config, seeds, data, device count, or checkpoints
+      of the seeds that cannot be resumed together.
+    NonFiniteLossError: the loss or gradient of a seed became NaN/inf.
+  """
   validate_config(config)
   start_time = time.time()
-  workdir = os.fspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  seeds = sorted(int(k) for k in workdirs)
+  if not seeds:
+    _fail("workdirs", workdirs, "at least one seed -> workdir")
+  dirs = [os.fspath(workdirs[k]) for k in seeds]
+  if len({os.path.abspath(d) for d in dirs}) != len(dirs):
+    _fail("workdirs", workdirs, "a distinct folder per seed")
+  num_seeds = len(seeds)
+  stacked = num_seeds > 1
+  for d in dirs:
+    os.makedirs(d, exist_ok=True)
   t = config.train
   mesh = make_mesh()
   num_devices = mesh.devices.size
@@ -508,58 +569,93 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   train_labels = jax.device_put(mnist.train_labels, replicated)
 
   # Keys: everything derives from the seed, nothing random is checkpointed.
-  init_key, data_key, distort_key = jax.random.split(
-      jax.random.key(config.seed), 3)
+  keys = [jax.random.split(jax.random.key(s), 3) for s in seeds]
   model = models.build_model(config.model, canvas_size=canvas)
   tx, schedule = make_optimizer(t)
-  state = jax.device_put(
-      create_train_state(model, tx, init_key, canvas_size=canvas), replicated)
-  num_params = models.count_params(state.params)
+  states = [create_train_state(model, tx, k[0], canvas_size=canvas)
+            for k in keys]
+  num_params = models.count_params(states[0].params)
   logging.info("Model %s (%s): %d parameters.", config.model.name,
                config.model.transform, num_params)
   print(f"{config.model.name} ({config.model.transform}) on "
-        f"{name}: {num_params} parameters", flush=True)
+        f"{name}: {num_params} parameters"
+        + (f"; seeds {seeds} in one vmapped step" if stacked else ""),
+        flush=True)
 
-  ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
-  manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
-      max_to_keep=t.max_checkpoints_to_keep, create=True))
-  start_step = manager.latest_step() or 0
+  ckpt_dirs = [os.path.join(os.path.abspath(d), "checkpoints") for d in dirs]
+  managers = [ocp.CheckpointManager(c, options=ocp.CheckpointManagerOptions(
+      max_to_keep=t.max_checkpoints_to_keep, create=True)) for c in ckpt_dirs]
+  # Seeds resume together from the latest step that all of them saved (a
+  # kill between two seeds' saves leaves one a checkpoint ahead).
+  latest = [m.latest_step() or 0 for m in managers]
+  start_step = min(latest)
+  for s, m, c in zip(seeds, managers, ckpt_dirs):
+    if start_step and start_step not in m.all_steps():
+      _fail("workdirs", dict(zip(seeds, dirs)),
+            f"checkpoints of every seed at a common step; seed {s} has "
+            f"{sorted(m.all_steps())} in {c}, others reach {start_step}")
   if start_step:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = manager.restore(start_step, args=ocp.args.StandardRestore(abstract))
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, states[0])
+    states = [m.restore(start_step, args=ocp.args.StandardRestore(abstract))
+              for m in managers]
     logging.info("Resumed from the checkpoint of step %d.", start_step)
-    print(f"Resumed from step {start_step} ({ckpt_dir})", flush=True)
+    print(f"Resumed from step {start_step} ({', '.join(ckpt_dirs)})",
+          flush=True)
   if start_step > t.num_steps:
     _fail("train.num_steps", t.num_steps,
-          f">= the step of the latest checkpoint ({start_step}) in {ckpt_dir}")
+          f">= the step of the latest checkpoint ({start_step}) in "
+          f"{', '.join(ckpt_dirs)}")
+  if stacked:
+    state = jax.device_put(jax.tree.map(lambda *a: jnp.stack(a), *states),
+                           replicated)
+    data_key = jnp.stack([k[1] for k in keys])
+    distort_key = jnp.stack([k[2] for k in keys])
+  else:
+    state = jax.device_put(states[0], replicated)
+    data_key, distort_key = keys[0][1], keys[0][2]
+  del states
+  seed_state = ((lambda st, i: _seed_slice(st, i)) if stacked else
+                (lambda st, i: st))
 
   batch_fn, step_fn, eval_fn = make_step_functions(
       config, schedule, mesh, data_key=data_key, distort_key=distort_key)
 
   is_main = jax.process_index() == 0
-  writers = [metric_writers.create_default_writer(
-      workdir, just_logging=not is_main)]
-  if is_main:
-    writers.append(JsonlWriter(os.path.join(workdir, "metrics.jsonl")))
-  writer = metric_writers.MultiWriter(writers)
+  seed_writers = []
+  for d in dirs:
+    writers = [metric_writers.create_default_writer(
+        d, just_logging=not is_main)]
+    if is_main:
+      writers.append(JsonlWriter(os.path.join(d, "metrics.jsonl")))
+    seed_writers.append(metric_writers.MultiWriter(writers))
   if start_step == 0:
-    writer.write_hparams({"config": config.to_json_best_effort()[:1000],
-                          "num_params": num_params})
+    for s, w in zip(seeds, seed_writers):
+      cfg_json = config.to_json_best_effort()
+      w.write_hparams({"config": cfg_json[:1000], "num_params": num_params,
+                       "seed": s})
   report = periodic_actions.ReportProgress(
-      num_train_steps=t.num_steps, writer=writer, every_steps=t.log_every,
-      every_secs=None)
+      num_train_steps=t.num_steps, writer=seed_writers[0],
+      every_steps=t.log_every, every_secs=None)
+
+  def per_seed(values, i):
+    values = np.asarray(values)
+    return float(values[i] if stacked else values)
 
   def run_eval(step):
     result = evaluate(eval_fn, state, x_test, y_test,
                       batch_size=int(t.eval_batch_size),
                       sharding=data_sharding)
-    writer.write_scalars(step, result)
-    logging.info("step %d: test error %.2f%% (loss %.4f) on %d examples",
-                 step, result["test_error"], result["test_loss"], len(x_test))
-    return result
+    per = [{k: per_seed(v, i) for k, v in result.items()}
+           for i in range(num_seeds)]
+    for s, w, r in zip(seeds, seed_writers, per):
+      w.write_scalars(step, r)
+      logging.info("step %d, seed %d: test error %.2f%% (loss %.4f) on %d "
+                   "examples", step, s, r["test_error"], r["test_loss"],
+                   len(x_test))
+    return per
 
   train_time = 0.0  # Seconds in training steps (excluding the first, compile).
-  trained_examples = 0
+  trained_steps = 0
   interval = {"loss": [], "error": [], "time": 0.0, "steps": 0}
   result = None
   for step in range(start_step, t.num_steps):
@@ -569,71 +665,93 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     metrics = jax.device_get(metrics)  # Also waits: the NaN check each step.
     done = step + 1
     if not _is_finite(metrics):
-      manager.wait_until_finished()
-      good = manager.latest_step()
-      writer.flush()
+      bad = [s for i, s in enumerate(seeds)
+             if not (np.isfinite(per_seed(metrics["loss"], i)) and
+                     np.isfinite(per_seed(metrics["grad_norm"], i)))]
+      for m in managers:
+        m.wait_until_finished()
+      for w in seed_writers:
+        w.flush()
+      good = {s: m.latest_step() for s, m in zip(seeds, managers)}
       raise NonFiniteLossError(
-          f"Non-finite training loss at step {done} (loss={metrics['loss']}, "
-          f"grad_norm={metrics['grad_norm']}): stopping. The last good "
-          f"checkpoint is step {good} in {ckpt_dir}.")
+          f"Non-finite training loss at step {done} (seed(s) {bad}; "
+          f"loss={metrics['loss']}, grad_norm={metrics['grad_norm']}): "
+          f"stopping. The last good checkpoints (seed: step) are {good} in "
+          f"{', '.join(ckpt_dirs)}.")
     elapsed = time.time() - step_start
     if step > start_step:
       train_time += elapsed
-      trained_examples += t.batch_size
-    interval["loss"].append(float(metrics["loss"]))
-    interval["error"].append(float(metrics["error"]))
+      trained_steps += 1
+    interval["loss"].append(np.asarray(metrics["loss"]))
+    interval["error"].append(np.asarray(metrics["error"]))
     interval["time"] += elapsed
     interval["steps"] += 1
     report(done)
     if done % t.log_every == 0 or done == t.num_steps:
-      scalars = {
-          "train_loss": float(np.mean(interval["loss"])),
-          "train_error": float(np.mean(interval["error"])),
-          "learning_rate": float(metrics["learning_rate"]),
-          "examples_per_s": interval["steps"] * t.batch_size / max(
-              interval["time"], 1e-9),
-      }
-      writer.write_scalars(done, scalars)
+      loss = np.mean(interval["loss"], axis=0)
+      error = np.mean(interval["error"], axis=0)
+      for i, w in enumerate(seed_writers):
+        w.write_scalars(done, {
+            "train_loss": per_seed(loss, i),
+            "train_error": per_seed(error, i),
+            "learning_rate": per_seed(metrics["learning_rate"], i),
+            # Per model: each seed trains on its own batch.
+            "examples_per_s": interval["steps"] * t.batch_size / max(
+                interval["time"], 1e-9),
+        })
       interval = {"loss": [], "error": [], "time": 0.0, "steps": 0}
     if done % t.checkpoint_every == 0 or done == t.num_steps:
-      manager.save(done, args=ocp.args.StandardSave(state))
+      for i, m in enumerate(managers):
+        m.save(done, args=ocp.args.StandardSave(seed_state(state, i)))
     if done % t.eval_every == 0 or done == t.num_steps:
       result = run_eval(done)
-  manager.wait_until_finished()
+  for m in managers:
+    m.wait_until_finished()
+  final_step = int(np.asarray(state.step).reshape(-1)[0])
   if result is None:  # Resumed at the end already: evaluate the final state.
-    result = run_eval(int(state.step))
-  writer.flush()
+    result = run_eval(final_step)
+  for w in seed_writers:
+    w.flush()
 
   if config.model.name in models.ST_MODELS and config.num_transform_examples:
     if is_main:
-      save_transforms_png(
-          os.path.join(workdir, "transforms.png"), model, state,
-          x_test[:config.num_transform_examples],
-          align_corners=config.model.align_corners)
+      for i, d in enumerate(dirs):
+        save_transforms_png(
+            os.path.join(d, "transforms.png"), model, seed_state(state, i),
+            x_test[:config.num_transform_examples],
+            align_corners=config.model.align_corners)
 
-  results = {
-      "distortion": name,
-      "model": config.model.name,
-      "transform": config.model.transform,
-      "protocol": config.protocol,
-      "seed": int(config.seed),
-      "num_params": num_params,
-      "steps": int(state.step),
-      "test_error": result["test_error"],
-      "test_loss": result["test_loss"],
-      "num_test_examples": int(len(x_test)),
-      "wall_time_s": time.time() - start_time,
-      "examples_per_s": (trained_examples / train_time if train_time else
-                         None),
-      "device": _device_description(),
-      "num_devices": int(num_devices),
-      "resumed_from_step": int(start_step),
-      "config": json.loads(config.to_json_best_effort()),
-  }
-  if is_main:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
-  print(f"Done: test error {results['test_error']:.2f}% after "
-        f"{results['steps']} steps ({results['wall_time_s']:.0f} s)",
-        flush=True)
-  return results
+  all_results = []
+  for i, (s, d) in enumerate(zip(seeds, dirs)):
+    seed_config = config.copy_and_resolve_references()
+    with seed_config.unlocked():
+      seed_config.seed = s
+    results = {
+        "distortion": name,
+        "model": config.model.name,
+        "transform": config.model.transform,
+        "protocol": config.protocol,
+        "seed": s,
+        "num_params": num_params,
+        "steps": final_step,
+        "test_error": result[i]["test_error"],
+        "test_loss": result[i]["test_loss"],
+        "num_test_examples": int(len(x_test)),
+        "wall_time_s": time.time() - start_time,
+        # Examples of this model per second of training steps.
+        "examples_per_s": (trained_steps * t.batch_size / train_time
+                           if train_time else None),
+        "seeds_in_step": num_seeds,
+        "device": _device_description(),
+        "num_devices": int(num_devices),
+        "resumed_from_step": int(start_step),
+        "config": json.loads(seed_config.to_json_best_effort()),
+    }
+    if is_main:
+      with open(os.path.join(d, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"Done{f' (seed {s})' if stacked else ''}: test error "
+          f"{results['test_error']:.2f}% after {results['steps']} steps "
+          f"({results['wall_time_s']:.0f} s)", flush=True)
+    all_results.append(results)
+  return all_results

@@ -84,6 +84,27 @@ def test_runner_prints_only_pending_commands(tmp_path):
   assert "--config.seed=0" in out[3]
 
 
+def test_runner_groups_the_seeds_of_vmapped_models(tmp_path):
+  results_dir = tmp_path / "runs"
+  results_dir.mkdir()
+  # Seed 1 of the FCN cell is done: the group trains seeds 0 and 2.
+  (results_dir / "r-fcn-quick-s1.json").write_text("{}")
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.sweep",
+       "--sweep=configs/table1.py:quick,seeds=3,distortions=r,models=fcn+cnn",
+       f"--workdir_root={tmp_path / 'wd'}", f"--results_dir={results_dir}",
+       "--print_commands"], cwd=ROOT, capture_output=True, text=True,
+      check=True).stdout.strip().splitlines()
+  assert out[0] == "6 runs, 1 done, 5 to go"
+  fcn = [l for l in out[1:] if ":r,fcn,quick" in l]
+  cnn = [l for l in out[1:] if ":r,cnn,quick" in l]
+  assert len(fcn) == 1 and len(cnn) == 3  # CNN seeds: one process each.
+  assert "--seeds=0,2" in fcn[0]
+  assert f"--workdir={tmp_path / 'wd'}/r-fcn-quick-s{{seed}}" in fcn[0]
+  assert "--config.seed" not in fcn[0]
+  assert all("--seeds" not in l for l in cnn)
+
+
 def _record(dist, model, transform, seed, err, protocol="quick"):
   return {"distortion": dist, "model": model, "transform": transform,
           "protocol": protocol, "seed": seed, "num_params": 1000,

@@ -125,6 +125,62 @@ def test_smoke_end_to_end_on_mock_data(mock_dir, tmp_path, monkeypatch):
   assert again["test_error"] == results["test_error"]
 
 
+def test_vmapped_seeds_equal_separate_runs(mock_dir, tmp_path, monkeypatch):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv("STN_JAX_MNIST_DIR", raising=False)
+  cfg = distorted_mnist.get_config("r,st_fcn,affine,smoke")
+  cfg.data.data_dir = mock_dir
+  cfg.train.num_steps = 6
+  cfg.train.checkpoint_every = 3
+  cfg.train.eval_every = 6
+  dirs = {s: str(tmp_path / f"vm_s{s}") for s in (0, 2)}
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=mock_dir):
+    together = train.train_and_evaluate_seeds(cfg, dirs)
+    alone = []
+    for s in (0, 2):
+      cfg.seed = s
+      alone.append(train.train_and_evaluate(cfg, str(tmp_path / f"one_s{s}")))
+  assert [r["seed"] for r in together] == [0, 2]
+  for vm, one, s in zip(together, alone, (0, 2)):
+    assert vm["seeds_in_step"] == 2 and one["seeds_in_step"] == 1
+    assert vm["config"]["seed"] == s
+    assert RESULT_KEYS <= set(vm)
+    np.testing.assert_allclose(vm["test_loss"], one["test_loss"], rtol=1e-4)
+    with open(os.path.join(dirs[s], "results.json")) as f:
+      assert json.load(f)["test_loss"] == vm["test_loss"]
+    # Each seed's workdir holds that seed's own checkpoints.
+    assert _checkpoint_steps(dirs[s]) == [3, 6]
+    a = jax.tree.leaves(_restore_params(dirs[s], 6))
+    b = jax.tree.leaves(_restore_params(str(tmp_path / f"one_s{s}"), 6))
+    for x, y in zip(a, b):
+      np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+  # The seeds did differ.
+  assert together[0]["test_loss"] != together[1]["test_loss"]
+
+  # Re-running resumes every seed at the end and trains nothing.
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=mock_dir):
+    again = train.train_and_evaluate_seeds(cfg, dirs)
+  assert [r["resumed_from_step"] for r in again] == [6, 6]
+  assert [r["test_loss"] for r in again] == [r["test_loss"] for r in together]
+
+
+def test_vmapped_seeds_bad_workdirs(tmp_path):
+  cfg = distorted_mnist.get_config("r,fcn,smoke")
+  with pytest.raises(ValueError, match="workdirs"):
+    train.train_and_evaluate_seeds(cfg, {})
+  with pytest.raises(ValueError, match="distinct"):
+    train.train_and_evaluate_seeds(cfg, {0: str(tmp_path), 1: str(tmp_path)})
+
+
+def test_main_seeds_needs_a_workdir_template(mock_dir, tmp_path):
+  proc = subprocess.run(
+      _main_argv(mock_dir, str(tmp_path / "run"), "r,fcn,smoke",
+                 "--seeds=0,1"),
+      cwd=ROOT, capture_output=True, text=True, env=_env(), timeout=300)
+  assert proc.returncode != 0
+  assert "{seed}" in proc.stderr
+
+
 @pytest.mark.skipif(not os.environ.get("STN_JAX_MNIST_DIR"),
                     reason="STN_JAX_MNIST_DIR (real MNIST) is not set")
 def test_real_mnist_fcn_learns(tmp_path):
@@ -157,7 +213,15 @@ _TWO_DEVICES = textwrap.dedent("""
     model = models.build_model(cfg.model, canvas_size=28)
     tx, schedule = train.make_optimizer(cfg.train)
     out = {}
-    for n in (1, 2):
+    for kernels, n in (("xla", 1), ("xla", 2), ("fast", 1), ("fast", 2)):
+      # The fast kernels on the CNN: without the transformer, whose bilinear
+      # gradient jumps at the integer grid points where it starts, so that
+      # rounding differences stay rounding differences.
+      cfg = distorted_mnist.get_config(
+          "r,st_cnn,affine,smoke" if kernels == "xla" else "r,cnn,smoke")
+      cfg.train.batch_size = 8
+      cfg.model.kernels = kernels
+      model = models.build_model(cfg.model, canvas_size=28)
       mesh = train.make_mesh(jax.devices()[:n])
       batch_fn, step_fn, _ = train.make_step_functions(
           cfg, schedule, mesh, data_key=data_key, distort_key=distort_key)
@@ -168,7 +232,7 @@ _TWO_DEVICES = textwrap.dedent("""
         assert len(batch[0].sharding.device_set) == n
         state, metrics = step_fn(state, batch)
         losses.append(float(metrics["loss"]))
-      out[n] = {"losses": losses,
+      out[kernels + str(n)] = {"losses": losses,
                 "params": [np.asarray(p).tolist()
                            for p in jax.tree.leaves(state.params)][:2]}
     print("RESULT" + json.dumps(out))
@@ -183,14 +247,15 @@ def test_two_devices_give_the_same_loss_as_one():
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
   out = json.loads(line[len("RESULT"):])
-  one, two = out["1"], out["2"]
-  assert np.all(np.isfinite(one["losses"]))
-  np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
-  for a, b in zip(one["params"], two["params"]):
-    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4,
-                               atol=1e-6)
-  # The 3 steps did train (the loss moved).
-  assert one["losses"][0] != one["losses"][-1]
+  for kernels in ("xla", "fast"):
+    one, two = out[kernels + "1"], out[kernels + "2"]
+    assert np.all(np.isfinite(one["losses"]))
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+    for a, b in zip(one["params"], two["params"]):
+      np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4,
+                                 atol=1e-6)
+    # The 3 steps did train (the loss moved).
+    assert one["losses"][0] != one["losses"][-1]
 
 
 def test_resume_after_kill_equals_uninterrupted_run(mock_dir, tmp_path):
