@@ -25,6 +25,10 @@ import statistics
 from experiments import paper_results
 
 
+def _fmt_std(std, digits: int, missing: str = "n/a") -> str:
+  return missing if std is None else f"{std:.{digits}f}"
+
+
 def load_runs(runs_dir: str) -> list[dict]:
   """Every run record in `runs_dir` (one JSON object per file)."""
   if not os.path.isdir(runs_dir):
@@ -76,13 +80,18 @@ def summarize(runs: list[dict]) -> dict:
       out[pkey][cell] = {
           "n": len(errors),
           "mean": statistics.fmean(errors),
-          "std": statistics.stdev(errors) if len(errors) > 1 else 0.0,
+          # Undefined for one seed: shown as "n/a", not as 0.
+          "std": statistics.stdev(errors) if len(errors) > 1 else None,
           "seeds": sorted(r["seed"] for r in records),
           "steps": sorted({r["steps"] for r in records}),
           "batch_size": sorted({_train_field(r, "batch_size")
                                 for r in records}, key=str),
           "optimizer": sorted({_optimizer(r) for r in records}),
           "wall_time_s": statistics.fmean(r["wall_time_s"] for r in records),
+          # Process time of the cell's runs; a process that trained S seeds
+          # in one vmapped step counts once (1/S per seed).
+          "process_time_s": sum(r["wall_time_s"] / r.get("seeds_in_step", 1)
+                                for r in records),
           "num_params": records[0]["num_params"],
       }
   return out
@@ -143,12 +152,16 @@ def write_markdown(summary: dict, path: str) -> None:
         continue
       lines.append(
           f"| {_cell_name(cell)} | {paper:.1f} | {s['mean']:.2f} ± "
-          f"{s['std']:.2f} | {s['n']} | {s['mean'] - paper:+.2f} | "
+          f"{_fmt_std(s['std'], 2)} | {s['n']} | {s['mean'] - paper:+.2f} | "
           f"{'/'.join(map(str, s['steps']))} | "
           f"{'/'.join(map(str, s['batch_size']))} | "
           f"{'/'.join(s['optimizer'])} | {s['wall_time_s']:.0f} | "
           f"{s['num_params']} |")
-    lines += ["", "Targets:", ""] + _target_lines(protocol, cells) + [""]
+    total = sum(c["process_time_s"] for c in cells.values())
+    lines += ["", f"Wall time of all {sum(c['n'] for c in cells.values())} "
+              f"runs: {total / 60:.0f} min ({total / 3600:.2f} h; seeds "
+              "trained together in one vmapped step count once).", ""]
+    lines += ["Targets:", ""] + _target_lines(protocol, cells) + [""]
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
 
@@ -167,7 +180,7 @@ def write_csv(summary: dict, path: str) -> None:
         if s is None:
           row += ["", "", 0, "", "", ""]
         else:
-          row += [f"{s['mean']:.4f}", f"{s['std']:.4f}", s["n"],
+          row += [f"{s['mean']:.4f}", _fmt_std(s["std"], 4, ""), s["n"],
                   f"{s['mean'] - paper:+.4f}",
                   "/".join(map(str, s["steps"])), f"{s['wall_time_s']:.1f}"]
         writer.writerow(row)
@@ -189,7 +202,8 @@ def write_plot(summary: dict, path: str) -> None:
         summary.items())):
       vals = [measured[c]["mean"] if c in measured else float("nan")
               for c in cells]
-      errs = [measured[c]["std"] if c in measured else 0.0 for c in cells]
+      errs = [measured[c]["std"] or 0.0 if c in measured else 0.0
+              for c in cells]
       ax.bar([x + 0.2 + 0.4 * i / max(1, len(summary)) for x in xs], vals,
              width=0.4 / max(1, len(summary)), yerr=errs,
              label=f"{protocol} ({device})")

@@ -167,5 +167,5 @@ def test_sweep_trains_collects_and_reports_a_smoke_run(tmp_path):
                  check=True, capture_output=True)
   md = (out / "table1.md").read_text()
   assert "## Protocol `smoke`" in md
-  assert f"| R FCN | 2.1 | {record['test_error']:.2f} ± 0.00 | 1 |" in md
+  assert f"| R FCN | 2.1 | {record['test_error']:.2f} ± n/a | 1 |" in md
   assert "adam lr 0.001 constant" in md
