@@ -16,6 +16,11 @@ or print one shell command per run for a cluster scheduler:
   distortions=A+B only these distortions (default r+rts+p+e+tc).
   models=A+B      only these models (default fcn+cnn+st_fcn+st_cnn).
   transforms=A+B  only these ST transforms (default affine+projective+tps).
+  tc_transforms=A+B
+                  ST transforms of the TC column (default affine, the paper's
+                  cells); e.g. affine+projective+tps adds the runs that
+                  `experiments/transforms_figure.py` shows for TC (not cells
+                  of Table 1: the report leaves them out).
 
 Each run is a dict {"name", "config", "overrides", "group"} where "config"
 is the argument of `configs/distorted_mnist.py`, "overrides" are extra
@@ -55,6 +60,7 @@ def get_sweep(arg: str = "quick") -> list[dict]:
   dists = paper_results.TABLE1_DISTORTIONS + ("tc",)
   models = ("fcn", "cnn", "st_fcn", "st_cnn")
   transforms = paper_results.TABLE1_TRANSFORMS
+  tc_transforms = ("affine",)
   for option in options:
     key, sep, value = option.partition("=")
     if not sep:
@@ -69,11 +75,16 @@ def get_sweep(arg: str = "quick") -> list[dict]:
       models = _split(value, ("fcn", "cnn", "st_fcn", "st_cnn"), key)
     elif key == "transforms":
       transforms = _split(value, paper_results.TABLE1_TRANSFORMS, key)
+    elif key == "tc_transforms":
+      tc_transforms = _split(value, paper_results.TABLE1_TRANSFORMS, key)
     else:
       raise ValueError(f"unknown sweep option {key!r}; expected seeds, "
-                       "distortions, models or transforms.")
+                       "distortions, models, transforms or tc_transforms.")
+  cells = [c for c in paper_results.table1_cells() if c[0] != "tc"]
+  cells += [("tc", m, None) for m in ("fcn", "cnn")]
+  cells += [("tc", m, t) for m in ("st_fcn", "st_cnn") for t in tc_transforms]
   runs = []
-  for dist, model, transform in paper_results.table1_cells():
+  for dist, model, transform in cells:
     if dist not in dists or model not in models:
       continue
     if transform is not None and transform not in transforms:
