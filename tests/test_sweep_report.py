@@ -137,6 +137,10 @@ def test_report_means_missing_cells_and_targets(tmp_path):
   assert "RTS ST-CNN affine (1.00) beats CNN (3.00)" in md
   assert "RTS ST-CNN tps (5.00) DOES NOT beat CNN (3.00)" in md
   assert "RTS ST-CNN projective vs CNN: missing" in md
+  # One seed: no std; the protocol without runs is said to be untested.
+  assert "| RTS ST-CNN affine | 0.5 | 1.00 ± n/a | 1 |" in md
+  assert "## Protocol `paper`\n\nNo runs: all 36 cells missing" in md
+  assert "Wall time of all 4 runs: 1 min" in md
   assert (out / "table1.png").stat().st_size > 1000
   rows = (out / "table1.csv").read_text().splitlines()
   assert len(rows) == 1 + 36
