@@ -333,15 +333,15 @@ def make_step_functions(config, schedule, mesh: Mesh, *, data_key,
   `[S, B, ...]`, the state's leaves `[S, ...]`, metrics `[S]` and eval sums
   `[S]` (the test batch is shared).
   """
-  seeds = data_key.shape[0] if data_key.ndim else None
+  stacked = data_key.ndim > 0
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(
-      mesh, P(DATA_AXIS) if seeds is None else P(None, DATA_AXIS))
+      mesh, P(None, DATA_AXIS) if stacked else P(DATA_AXIS))
   test_sharding = NamedSharding(mesh, P(DATA_AXIS))
   distort_fn = distortions.make_distort_fn(config.distortion_name,
                                            config.distortion)
   step = functools.partial(train_step, schedule=schedule)
-  if seeds is None:
+  if not stacked:
     batch = make_batch_fn(config, distort_fn, data_key=data_key,
                           distort_key=distort_key)
     evaluate_fn = eval_step
@@ -614,8 +614,7 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
     state = jax.device_put(states[0], replicated)
     data_key, distort_key = keys[0][1], keys[0][2]
   del states
-  seed_state = ((lambda st, i: _seed_slice(st, i)) if stacked else
-                (lambda st, i: st))
+  seed_state = _seed_slice if stacked else (lambda st, i: st)
 
   batch_fn, step_fn, eval_fn = make_step_functions(
       config, schedule, mesh, data_key=data_key, distort_key=distort_key)
