@@ -69,26 +69,26 @@ def _explicit_padding(padding: Padding, kernel: Sequence[int]
   return pads
 
 
-def _check_conv_args(lhs, rhs, window_strides, lhs_dilation, rhs_dilation,
-                     dimension_numbers, feature_group_count) -> None:
+def _out_size(in_size: Sequence[int], kernel: Sequence[int],
+              pads) -> tuple[int, ...]:
+  """Output size of a stride-1 convolution with explicit `pads`."""
+  return tuple(n + lo + hi - k + 1
+               for n, k, (lo, hi) in zip(in_size, kernel, pads))
+
+
+def _pads_within_kernel(pads, kernel: Sequence[int]) -> bool:
+  """Whether each side's padding is in [0, k - 1] (`patches_conv`'s range)."""
+  return all(0 <= lo <= k - 1 and 0 <= hi <= k - 1
+             for (lo, hi), k in zip(pads, kernel))
+
+
+def _check_conv_args(lhs, rhs) -> None:
   if lhs.ndim != 4 or rhs.ndim != 4:
     raise ValueError(f"expected a [B, H, W, C] input and a [kh, kw, C, O] "
                      f"kernel, got shapes {lhs.shape} and {rhs.shape}.")
   if lhs.shape[3] != rhs.shape[2]:
     raise ValueError(f"input channels {lhs.shape[3]} != kernel input "
                      f"channels {rhs.shape[2]}.")
-  if dimension_numbers is not None and not _is_nhwc(lhs, rhs,
-                                                   dimension_numbers):
-    raise ValueError(f"`dimension_numbers` must be {_NHWC}, got "
-                     f"{dimension_numbers!r}.")
-  for name, value in (("window_strides", window_strides),
-                      ("lhs_dilation", lhs_dilation),
-                      ("rhs_dilation", rhs_dilation)):
-    if value is not None and tuple(value) != (1, 1):
-      raise ValueError(f"`{name}` must be (1, 1) here, got {value!r}.")
-  if feature_group_count != 1:
-    raise ValueError(f"`feature_group_count` must be 1, got "
-                     f"{feature_group_count!r}.")
 
 
 def _is_nhwc(lhs, rhs, dimension_numbers) -> bool:
@@ -119,8 +119,7 @@ def _dft_matrices(in_size: tuple[int, int], kernel: tuple[int, int],
       (correlation), so `out = inv @ (X * K)`.
   """
   (h, w), (kh, kw) = in_size, kernel
-  ho = h + pads[0][0] + pads[0][1] - kh + 1
-  wo = w + pads[1][0] + pads[1][1] - kw + 1
+  ho, wo = _out_size((h, w), (kh, kw), pads)
   if ho < 1 or wo < 1:
     raise ValueError(f"the convolution of a {h}x{w} input by a {kh}x{kw} "
                      f"kernel with padding {pads} has no output.")
@@ -176,7 +175,7 @@ def dft_conv(x, w, *, padding: Padding = "SAME", precision=None):
     padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))` up to float
     rounding.
   """
-  _check_conv_args(x, w, None, None, None, None, 1)
+  _check_conv_args(x, w)
   b, h, wd, c = x.shape
   kh, kw, _, o = w.shape
   pads = _explicit_padding(padding, (kh, kw))
@@ -270,10 +269,9 @@ def patches_conv(x, w, *, padding: Padding = "SAME"):
     dimension_numbers=("NHWC", "HWIO", "NHWC"))`, the same values; the
     gradients equal that op's up to float rounding.
   """
-  _check_conv_args(x, w, None, None, None, None, 1)
+  _check_conv_args(x, w)
   pads = _explicit_padding(padding, w.shape[:2])
-  if any(lo < 0 or hi < 0 or lo > k - 1 or hi > k - 1
-         for (lo, hi), k in zip(pads, w.shape[:2])):
+  if not _pads_within_kernel(pads, w.shape[:2]):
     raise ValueError(f"`padding` must be in [0, k - 1] per side, got "
                      f"{pads} for a {w.shape[0]}x{w.shape[1]} kernel.")
   return _patches_conv(x, w, pads)
@@ -293,14 +291,13 @@ def dft_conv_flops(in_size: Sequence[int], kernel: Sequence[int],
 def direct_conv_flops(in_size: Sequence[int], kernel: Sequence[int],
                       channels: tuple[int, int], padding: Padding) -> int:
   """Multiply-adds per image of the direct convolution."""
-  pads = _explicit_padding(padding, tuple(kernel))
-  out = [n + lo + hi - k + 1 for n, k, (lo, hi) in zip(in_size, kernel, pads)]
+  out = _out_size(in_size, kernel, _explicit_padding(padding, tuple(kernel)))
   return int(np.prod(out) * np.prod(kernel) * channels[0] * channels[1])
 
 
 # XLA's direct convolution runs its backward pass several times slower than
 # its forward; the DFT's gradients are matmuls like its forward. Measured on
-# the CNN layers at batch 256 (tmp probes summarised in
+# the CNN layers at batch 256 (summarised in
 # benchmarks/results/train_step_cpu.md), the DFT trains faster up to about
 # this ratio of its multiply-adds to the direct method's.
 DFT_MAX_FLOP_RATIO = 2.5
@@ -326,12 +323,10 @@ def conv_algorithm(in_size: Sequence[int], kernel: Sequence[int],
                                              padding)):
     return "dft"
   pads = _explicit_padding(padding, tuple(kernel))
-  out = [n + lo + hi - k + 1 for n, k, (lo, hi) in zip(in_size, kernel, pads)]
-  taps = int(np.prod(kernel) * np.prod(out) * channels[0])
+  taps = int(np.prod(kernel) * np.prod(_out_size(in_size, kernel, pads)) *
+             channels[0])
   small = taps <= PATCHES_MAX_TAPS or channels[0] <= PATCHES_MAX_CHANNELS
-  if small and all(
-      0 <= lo <= k - 1 and 0 <= hi <= k - 1 for (lo, hi), k in zip(pads,
-                                                                   kernel)):
+  if small and _pads_within_kernel(pads, kernel):
     return "patches"
   return "xla"
 
