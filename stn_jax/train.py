@@ -628,8 +628,8 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
       writers.append(JsonlWriter(os.path.join(d, "metrics.jsonl")))
     seed_writers.append(metric_writers.MultiWriter(writers))
   if start_step == 0:
+    cfg_json = config.to_json_best_effort()
     for s, w in zip(seeds, seed_writers):
-      cfg_json = config.to_json_best_effort()
       w.write_hparams({"config": cfg_json[:1000], "num_params": num_params,
                        "seed": s})
   report = periodic_actions.ReportProgress(
