@@ -8,22 +8,27 @@ and elementwise fusions). The models pick them by name (`CONV_IMPLS`,
 `POOL_IMPLS`); `tests/test_fast_layers.py` checks values and gradients
 against the plain versions.
 
-* `dft_conv`: a stride-1 convolution as three matmuls,
-  `out = F_out @ (K(w) * (F_in @ x))`: a 2D real DFT of the input over
-  its spatial positions (one `[2UV, H*W]` matrix), a per-frequency complex
-  matmul over channels, and the inverse DFT restricted to the output
-  positions. The DFT is long enough (at least H + k - 1 per axis) that the
-  circular convolution equals the linear one on every output, so the result
-  is the exact convolution up to float32 rounding (relative error ~1e-6). It does
-  ~1/2 of the direct method's flops on the CNN's 7x7 layer and, unlike
-  XLA's convolution, its gradients are matmuls of the same size.
+* `dft_conv`: a stride-1 convolution by DFT, `out = F_out (K(w) * F_in x)`:
+  the input's real 2D DFT as two matmuls (along w, then along h), a
+  per-frequency complex matmul over channels, and the inverse DFT as two
+  matmuls evaluated only at the output positions. The DFT is long enough
+  (at least H + k - 1 per axis) that the circular convolution equals the
+  linear one on every output, so the result is the exact convolution up
+  to float32 rounding (relative error ~1e-6). It does ~1/6 of the direct
+  method's multiply-adds on the CNN's 7x7 layer and, unlike XLA's
+  convolution, its gradients are matmuls of the same sizes.
+* `banded_conv`: a stride-1 convolution as one matmul of the stacked
+  `kh x (tile + kw - 1)` input windows of `tile`-column output strips by a
+  banded (Toeplitz) matrix built from the kernel; its gradients are matmuls
+  of the same size. For the 1-channel first layers, where XLA's gradients
+  are slowest and a DFT does not pay.
 * `patches_conv`: XLA's forward convolution with a custom VJP whose input
   gradient (and, for small layers, weight gradient) are matmuls over the
-  `kh*kw` shifted windows; for the 1-channel first layers and the small
-  localiser layers, where a DFT does not pay.
-* `conv_general_dilated`: picks `dft_conv`, `patches_conv` or XLA's own
-  convolution per layer from its shapes; signature-compatible with `jax.lax.conv_general_dilated`
-  so it plugs into `flax.linen.Conv(conv_general_dilated=...)`.
+  `kh*kw` shifted windows; for the small localiser layers.
+* `conv_general_dilated`: picks `banded_conv`, `dft_conv`, `patches_conv`
+  or XLA's own convolution per layer from its shapes; signature-compatible
+  with `jax.lax.conv_general_dilated` so it plugs into
+  `flax.linen.Conv(conv_general_dilated=...)`.
 * `max_pool`: non-overlapping max-pooling by reshape + max, whose gradient
   is an elementwise mask instead of a select-and-scatter. Ties inside a
   window share the gradient equally (XLA's and torch's pool give it all to
@@ -108,15 +113,21 @@ def _is_nhwc(lhs, rhs, dimension_numbers) -> bool:
 @functools.lru_cache(maxsize=64)
 def _dft_matrices(in_size: tuple[int, int], kernel: tuple[int, int],
                   pads: tuple[tuple[int, int], ...]):
-  """float64 DFT matrices of a stride-1 convolution of these shapes.
+  """float64 matrices of a stride-1 convolution as separable DFTs.
 
-  Returns `(fwd, inv, ker, out_size)`:
-    fwd `[2, U, V, H*W]`: real and imaginary parts of the forward 2D DFT
-      (full along h, one-sided along w) of an `H x W` input;
-    inv `[Ho*Wo, 2, U, V]`: the inverse DFT evaluated at the output
-      positions (with the one-sided weights and 1/(U N_w));
+  The DFT has `U x N_w` points, long enough that the circular correlation
+  equals the linear one on every output; one-sided (`V = N_w // 2 + 1`)
+  along w, as the input is real. Complex values are (re, im) pairs.
+  Returns `(w_dft, h_dft, ker, h_inv, w_inv, (U, V), (Ho, Wo))`:
+    w_dft `[(part, v), w]` `[2V, W]`: the real input's DFT along w;
+    h_dft `[(part_out, u), (h, part_in)]` `[2U, 2H]`: the complex DFT along h;
     ker `[2, U, V, kh*kw]`: the kernel's transform, conjugate direction
-      (correlation), so `out = inv @ (X * K)`.
+      (correlation), so that the output's transform is `X * K`;
+    h_inv `[(y, part_out), (part_in, u)]` `[2Ho, 2U]`: the inverse along h
+      at the output rows;
+    w_inv `[x, (part, v)]` `[Wo, 2V]`: the real part of the one-sided
+      inverse along w at the output columns (weights 2 except at v = 0 and
+      the Nyquist column, and the 1/(U N_w) scale).
   """
   (h, w), (kh, kw) = in_size, kernel
   ho, wo = _out_size((h, w), (kh, kw), pads)
@@ -132,32 +143,34 @@ def _dft_matrices(in_size: tuple[int, int], kernel: tuple[int, int],
   nu, nw = length(h, kh, pads[0][0], ho), length(w, kw, pads[1][0], wo)
   nv = nw // 2 + 1
   u, v = np.arange(nu), np.arange(nv)
-  # Forward: X[u, v] = sum_{s, r} x[s, r] exp(-2 pi i (u s / nu + v r / nw)).
-  phase = (np.einsum("u,s->us", u, np.arange(h))[:, None, :, None] / nu +
-           np.einsum("v,r->vr", v, np.arange(w))[None, :, None, :] / nw)
-  phase = 2 * np.pi * phase  # [U, V, H, W]
-  fwd = np.stack([np.cos(phase), -np.sin(phase)]).reshape(2, nu, nv, h * w)
-  # Kernel: K[u, v] = sum_{a, b} k[a, b] exp(+2 pi i (u a / nu + v b / nw)).
+  # X1[h, v] = sum_r x[h, r] e^{-2 pi i v r / N_w}.
+  th = 2 * np.pi * np.outer(v, np.arange(w)) / nw
+  w_dft = np.concatenate([np.cos(th), -np.sin(th)])
+  # X[u, v] = sum_h X1[h, v] e^{-2 pi i u h / U}: (a + ib)(c - is).
+  th = 2 * np.pi * np.outer(u, np.arange(h)) / nu  # [U, H]
+  c, s = np.cos(th), np.sin(th)
+  h_dft = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)])
+  h_dft = h_dft.reshape(2 * nu, 2 * h)
+  # K[u, v] = sum_{a, b} k[a, b] e^{+2 pi i (u a / U + v b / N_w)}.
   kphase = 2 * np.pi * (
-      np.einsum("u,a->ua", u, np.arange(kh))[:, None, :, None] / nu +
-      np.einsum("v,b->vb", v, np.arange(kw))[None, :, None, :] / nw)
+      np.outer(u, np.arange(kh))[:, None, :, None] / nu +
+      np.outer(v, np.arange(kw))[None, :, None, :] / nw)
   ker = np.stack([np.cos(kphase), np.sin(kphase)]).reshape(2, nu, nv,
                                                            kh * kw)
-  # Inverse at output (y, x), t = (y - lo_h, x - lo_w): a real signal's
-  # one-sided inverse, Re(Y e^{i phi}) weighted 2 except at v = 0 and the
-  # Nyquist column.
+  # Z[y, v] = sum_u Y[u, v] e^{+2 pi i u (y - lo_h) / U}: (a + ib)(c + is).
+  th = 2 * np.pi * np.outer(np.arange(ho) - pads[0][0], u) / nu  # [Ho, U]
+  c, s = np.cos(th), np.sin(th)
+  h_inv = np.stack([np.stack([c, -s], 1), np.stack([s, c], 1)], 1)
+  h_inv = h_inv.reshape(2 * ho, 2 * nu)
+  # out[y, x] = sum_v weight_v Re(Z[y, v] e^{+2 pi i v (x - lo_w) / N_w}).
   weight = np.full(nv, 2.0)
   weight[0] = 1.0
   if nw % 2 == 0:
     weight[-1] = 1.0
-  iphase = 2 * np.pi * (
-      np.einsum("y,u->yu", np.arange(ho) - pads[0][0], u)[:, None, :, None] /
-      nu + np.einsum("x,v->xv", np.arange(wo) - pads[1][0], v)[
-          None, :, None, :] / nw)  # [Ho, Wo, U, V]
+  th = 2 * np.pi * np.outer(np.arange(wo) - pads[1][0], v) / nw  # [Wo, V]
   scale = weight / (nu * nw)
-  inv = np.stack([np.cos(iphase) * scale, -np.sin(iphase) * scale], axis=2)
-  inv = inv.reshape(ho * wo, 2, nu, nv)
-  return fwd, inv, ker, (ho, wo)
+  w_inv = np.concatenate([np.cos(th) * scale, -np.sin(th) * scale], 1)
+  return w_dft, h_dft, ker, h_inv, w_inv, (nu, nv), (ho, wo)
 
 
 def dft_conv(x, w, *, padding: Padding = "SAME", precision=None):
@@ -179,24 +192,27 @@ def dft_conv(x, w, *, padding: Padding = "SAME", precision=None):
   b, h, wd, c = x.shape
   kh, kw, _, o = w.shape
   pads = _explicit_padding(padding, (kh, kw))
-  fwd, inv, ker, (ho, wo) = _dft_matrices((h, wd), (kh, kw), pads)
-  nf = fwd.shape[1] * fwd.shape[2]  # Complex frequencies U * V.
+  w_dft, h_dft, ker, h_inv, w_inv, (nu, nv), (ho, wo) = _dft_matrices(
+      (h, wd), (kh, kw), pads)
+  nf = nu * nv  # Complex frequencies.
   dt = jnp.result_type(x.dtype, w.dtype)
-  fwd = jnp.asarray(fwd.reshape(2 * nf, h * wd), dt)
-  inv = jnp.asarray(inv.reshape(ho * wo, 2 * nf), dt)
-  ker = jnp.asarray(ker.reshape(2 * nf, kh * kw), dt)
+  const = lambda m: jnp.asarray(m, dt)
   dot = functools.partial(jnp.matmul, precision=precision)
-  # Positions first, so that each transform is one [freqs, positions]
-  # matmul and the per-frequency channel mixing a batched matmul, with no
+  # Positions first, images and channels last: each transform is a matmul
+  # (batched over rows for the w-stages) on contiguous operands, with no
   # transposes between them (XLA's CPU transposes cost as much as matmuls).
-  xt = x.reshape(b, h * wd, c).transpose(1, 0, 2).reshape(h * wd, b * c)
-  xs = dot(fwd, xt).reshape(2, nf, b, c)  # X: (re, im) x [F, B, C]
-  ks = dot(ker, w.reshape(kh * kw, c * o)).reshape(2, nf, c, o)  # K(w)
+  xt = x.transpose(1, 2, 0, 3).reshape(h, wd, b * c)
+  x1 = dot(jnp.broadcast_to(const(w_dft), (h,) + w_dft.shape), xt)
+  xs = dot(const(h_dft), x1.reshape(2 * h, nv * b * c))  # [(2, U), (V, B, C)]
+  xs = xs.reshape(2, nf, b, c)
+  ks = dot(const(ker).reshape(2 * nf, kh * kw), w.reshape(kh * kw, c * o))
+  ks = ks.reshape(2, nf, c, o)  # K(w)
   re = dot(xs[0], ks[0]) - dot(xs[1], ks[1])  # [F, B, O]
   im = dot(xs[0], ks[1]) + dot(xs[1], ks[0])
-  y = jnp.stack([re, im]).reshape(2 * nf, b * o)
-  out = dot(inv, y).reshape(ho * wo, b, o)
-  return out.transpose(1, 0, 2).reshape(b, ho, wo, o)
+  y = jnp.stack([re, im]).reshape(2 * nu, nv * b * o)
+  z = dot(const(h_inv), y).reshape(ho, 2 * nv, b * o)
+  out = dot(jnp.broadcast_to(const(w_inv), (ho,) + w_inv.shape), z)
+  return out.reshape(ho, wo, b, o).transpose(2, 0, 1, 3)
 
 
 def _shifted_stack(x, kernel, out_size):
@@ -277,15 +293,94 @@ def patches_conv(x, w, *, padding: Padding = "SAME"):
   return _patches_conv(x, w, pads)
 
 
+@functools.lru_cache(maxsize=64)
+def _band_selector(tile: int, kw: int) -> np.ndarray:
+  """`[tile + kw - 1, tile, kw]` 0/1: `sel[s, x, j] = (s == x + j)`."""
+  sel = np.zeros((tile + kw - 1, tile, kw), np.float32)
+  for x in range(tile):
+    sel[x + np.arange(kw), x, np.arange(kw)] = 1.0
+  return sel
+
+
+def band_tile(out_width: int, kw: int) -> int:
+  """`banded_conv`'s default tile: `kw - 2` output columns (at least 1).
+
+  Smaller tiles do fewer multiply-adds (`(tile + kw - 1) / kw` of the
+  direct method's) but smaller matmuls and a larger stack of windows;
+  `kw - 2` was fastest (fwd + gradients, batch 256) on the models' 9x9 and
+  5x5 first layers, among tiles 3-28.
+  """
+  return max(1, min(out_width, kw - 2))
+
+
+def banded_conv(x, w, *, padding: Padding = "SAME", tile: int | None = None,
+                precision=None):
+  """Stride-1 2D convolution as one matmul with a banded (Toeplitz) kernel.
+
+  For layers with few input channels (the models' 1-channel first layers),
+  where XLA's CPU convolution gradients run at a small fraction of its
+  matmul speed: the output is cut into rows of `tile`-column strips; each
+  strip reads a `kh x (tile + kw - 1) x C` window of the input, and the
+  kernel becomes the `[kh * (tile + kw - 1) * C, tile * O]` matrix that maps
+  a window to its strip (zeros outside the band). So the forward pass, the
+  input gradient and the weight gradient are each one dense matmul (plus
+  the window stack and its transpose, an overlap-add), differentiated by
+  plain autodiff. It does `(tile + kw - 1) / kw` of the direct method's
+  multiply-adds (1.7x for 9x9 kernels at tile 7) at matmul speed.
+
+  Args:
+    x: `[B, H, W, C]` input.
+    w: `[kh, kw, C, O]` kernel.
+    padding: "SAME", "VALID" or `((lo_h, hi_h), (lo_w, hi_w))` with
+      non-negative pairs, as in `jax.lax.conv_general_dilated`.
+    tile: output columns per strip; default `band_tile(Wo, kw)`.
+    precision: matmul precision (`jax.lax.Precision`), or None.
+
+  Returns:
+    `[B, Ho, Wo, O]`, equal to `lax.conv_general_dilated(x, w, (1, 1),
+    padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))` up to float
+    rounding.
+  """
+  _check_conv_args(x, w)
+  b, h, wd, c = x.shape
+  kh, kw, _, o = w.shape
+  pads = _explicit_padding(padding, (kh, kw))
+  if any(lo < 0 or hi < 0 for lo, hi in pads):
+    raise ValueError(f"`padding` must be non-negative, got {pads}.")
+  ho, wo = _out_size((h, wd), (kh, kw), pads)
+  if ho < 1 or wo < 1:
+    raise ValueError(f"the convolution of a {h}x{wd} input by a {kh}x{kw} "
+                     f"kernel with padding {pads} has no output.")
+  tile = band_tile(wo, kw) if tile is None else tile
+  if not isinstance(tile, (int, np.integer)) or tile < 1:
+    raise ValueError(f"`tile` must be a positive int, got {tile!r}.")
+  strips = -(-wo // tile)
+  span = tile + kw - 1
+  # Pad the right edge so that the last strip's window exists; the columns
+  # it computes beyond Wo are dropped.
+  width = (strips - 1) * tile + span
+  xp = jnp.pad(x, ((0, 0), pads[0],
+                   (pads[1][0], max(0, width - wd - pads[1][0])), (0, 0)))
+  windows = jnp.stack([xp[:, a:a + ho, i * tile:i * tile + span, :]
+                       for i in range(strips) for a in range(kh)], axis=2)
+  windows = windows.reshape(b * ho * strips, kh * span * c)
+  sel = jnp.asarray(_band_selector(tile, kw), w.dtype)
+  band = jnp.einsum("sxj,ajco->ascxo", sel, w, precision=precision)
+  band = band.reshape(kh * span * c, tile * o)
+  out = jnp.matmul(windows, band, precision=precision)
+  # Rows are (b, y, strip) and columns (x in strip, o): strips side by side.
+  return out.reshape(b, ho, strips * tile, o)[:, :, :wo]
+
+
 def dft_conv_flops(in_size: Sequence[int], kernel: Sequence[int],
                    channels: tuple[int, int], padding: Padding) -> int:
   """Multiply-adds per image of `dft_conv` (transforms and mixing)."""
   pads = _explicit_padding(padding, tuple(kernel))
-  fwd, inv, _, _ = _dft_matrices(tuple(in_size), tuple(kernel), pads)
-  nf = fwd.shape[1] * fwd.shape[2]
-  c, o = channels
-  return (2 * nf * fwd.shape[3] * c + 4 * nf * c * o +
-          inv.shape[0] * 2 * nf * o)
+  (h, w), (c, o) = in_size, channels
+  *_, (nu, nv), (ho, wo) = _dft_matrices(tuple(in_size), tuple(kernel), pads)
+  return (2 * nv * w * h * c + 4 * nu * h * nv * c  # Forward DFTs.
+          + 4 * nu * nv * c * o  # Complex channel mixing.
+          + 4 * ho * nu * nv * o + 2 * ho * wo * nv * o)  # Inverse DFTs.
 
 
 def direct_conv_flops(in_size: Sequence[int], kernel: Sequence[int],
@@ -296,37 +391,43 @@ def direct_conv_flops(in_size: Sequence[int], kernel: Sequence[int],
 
 
 # XLA's direct convolution runs its backward pass several times slower than
-# its forward; the DFT's gradients are matmuls like its forward. Measured on
-# the CNN layers at batch 256 (summarised in
-# benchmarks/results/train_step_cpu.md), the DFT trains faster up to about
-# this ratio of its multiply-adds to the direct method's.
-DFT_MAX_FLOP_RATIO = 2.5
-# Layers that the DFT does not take use `patches_conv` when their stacked
-# windows (kh * kw * Ho * Wo * C values per image) are at most this many:
-# it beat XLA's gradients 2-7x on the 5x5 localiser layers (up to 16900) and
-# lost on the 9x9 28x28 layer (63504).
+# its forward; the DFT's gradients are matmuls like its forward. Measured
+# fwd + both gradients (summarised in benchmarks/results/train_step_cpu.md):
+# the DFT is 2-4x faster than XLA at a multiply-add ratio of 0.2-0.7 (the
+# CNNs' 7x7 layers, a 3x3 64->64 layer) and ties it or `patches_conv` at
+# 1.5-1.8 (a 3x3 16->16 layer, the 8x8 5x5 20->20 localiser layer). It is
+# used only where it does fewer multiply-adds than the direct method.
+DFT_MAX_FLOP_RATIO = 1.0
+# Layers with at most this many input channels (the 1-channel first layers)
+# use `banded_conv`: fwd + both gradients 2.5-4x faster than XLA's and than
+# `patches_conv` (9x9, batch 256: 28x28 1->30: 132 -> 32 ms; 42x42 1->24:
+# 203 -> 63 ms), where a DFT does not pay (one input channel: the inverse
+# transform of the 24-32 output maps dominates).
+BANDED_MAX_CHANNELS = 4
+# Other layers that the DFT does not take use `patches_conv` when their
+# stacked windows (kh * kw * Ho * Wo * C values per image) are at most this
+# many: it beat XLA's gradients 2-7x on the 5x5 localiser layers.
 PATCHES_MAX_TAPS = 20_000
-# ... and always for layers with at most this many input channels: their
-# input gradient as shifted matmuls beat XLA's 1.4-8x (the 9x9 first layers).
-PATCHES_MAX_CHANNELS = 4
 
 
 def conv_algorithm(in_size: Sequence[int], kernel: Sequence[int],
                    channels: tuple[int, int], padding: Padding) -> str:
-  """"dft", "patches" or "xla": what `conv_general_dilated` runs.
+  """"banded", "dft", "patches" or "xla": what `conv_general_dilated` runs.
 
   For a stride-1, undilated, ungrouped NHWC convolution of an `in_size`
   input by a `kernel` with `channels = (C, O)`.
   """
+  pads = _explicit_padding(padding, tuple(kernel))
+  if (channels[0] <= BANDED_MAX_CHANNELS and
+      all(lo >= 0 and hi >= 0 for lo, hi in pads)):
+    return "banded"
   if (dft_conv_flops(in_size, kernel, channels, padding) <=
       DFT_MAX_FLOP_RATIO * direct_conv_flops(in_size, kernel, channels,
                                              padding)):
     return "dft"
-  pads = _explicit_padding(padding, tuple(kernel))
   taps = int(np.prod(kernel) * np.prod(_out_size(in_size, kernel, pads)) *
              channels[0])
-  small = taps <= PATCHES_MAX_TAPS or channels[0] <= PATCHES_MAX_CHANNELS
-  if small and _pads_within_kernel(pads, kernel):
+  if taps <= PATCHES_MAX_TAPS and _pads_within_kernel(pads, kernel):
     return "patches"
   return "xla"
 
@@ -339,11 +440,11 @@ def conv_general_dilated(lhs, rhs, window_strides=(1, 1), padding="SAME",
   """`jax.lax.conv_general_dilated` for flax's `nn.Conv`, computed fast.
 
   Same signature and result (NHWC input, HWIO kernel). Stride-1,
-  undilated, ungrouped layers whose `dft_conv` costs at most
-  `DFT_MAX_FLOP_RATIO` of the direct method's multiply-adds run as
-  `dft_conv`; other such layers with at most `PATCHES_MAX_TAPS` window
-  values per image or `PATCHES_MAX_CHANNELS` input channels as
-  `patches_conv`; every other layer as XLA's own convolution
+  undilated, ungrouped layers with at most `BANDED_MAX_CHANNELS` input
+  channels run as `banded_conv`; other such layers whose `dft_conv` costs
+  at most `DFT_MAX_FLOP_RATIO` of the direct method's multiply-adds as
+  `dft_conv`; the rest with at most `PATCHES_MAX_TAPS` window values per
+  image as `patches_conv`; every other layer as XLA's own convolution
   (`conv_algorithm` tells which).
   The result never depends on the choice beyond float rounding.
   """
@@ -357,6 +458,8 @@ def conv_general_dilated(lhs, rhs, window_strides=(1, 1), padding="SAME",
   if simple:
     algo = conv_algorithm(lhs.shape[1:3], rhs.shape[:2],
                           (rhs.shape[2], rhs.shape[3]), padding)
+    if algo == "banded":
+      return banded_conv(lhs, rhs, padding=padding, precision=precision)
     if algo == "dft":
       return dft_conv(lhs, rhs, padding=padding, precision=precision)
     if algo == "patches":

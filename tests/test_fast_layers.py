@@ -46,12 +46,13 @@ def _conv_inputs(case, seed=0):
   return x, k, padding
 
 
-@pytest.mark.parametrize("impl", ["dft", "patches"])
+@pytest.mark.parametrize("impl", ["dft", "patches", "banded"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 def test_conv_matches_xla_values_and_gradients(impl, case):
   x, w, padding = _conv_inputs(case)
   fast = {"dft": fast_layers.dft_conv,
-          "patches": fast_layers.patches_conv}[impl]
+          "patches": fast_layers.patches_conv,
+          "banded": fast_layers.banded_conv}[impl]
   f_ref = lambda x, w: _xla_conv(x, w, padding)
   f_new = lambda x, w: fast(x, w, padding=padding)
   ref, new = f_ref(x, w), jax.jit(f_new)(x, w)
@@ -73,24 +74,37 @@ def test_patches_conv_forward_is_xla_bit_for_bit():
       _xla_conv(x, w, padding))
 
 
-def test_dft_conv_second_order_gradient_matches_xla():
-  x, w, padding = _conv_inputs(CONV_CASES[0])
+@pytest.mark.parametrize("impl, case", [
+    ("dft", CONV_CASES[0]), ("banded", CONV_CASES[2])])
+def test_conv_second_order_gradient_matches_xla(impl, case):
+  x, w, padding = _conv_inputs(case)
+  conv = {"dft": fast_layers.dft_conv, "banded": fast_layers.banded_conv}[impl]
 
   def hvp(conv):
     loss = lambda w: jnp.sum(jnp.tanh(conv(x, w, padding)))
     return jax.jvp(jax.grad(loss), (w,), (jnp.ones_like(w),))[1]
 
   ref = hvp(_xla_conv)
-  new = hvp(lambda x, w, p: fast_layers.dft_conv(x, w, padding=p))
+  new = hvp(lambda x, w, p: conv(x, w, padding=p))
   assert _rel_err(ref, new) < 1e-4
+
+
+@pytest.mark.parametrize("tile", [1, 3, 5, 7, 28])
+def test_banded_conv_any_tile_matches_xla(tile):
+  # Tiles that do not divide the output width (the last strip overhangs).
+  x, w, padding = _conv_inputs(CONV_CASES[2])
+  got = fast_layers.banded_conv(x, w, padding=padding, tile=tile)
+  assert _rel_err(_xla_conv(x, w, padding), got) < 1e-5
 
 
 @pytest.mark.parametrize("args, algo", [
     (((14, 14), (7, 7), (32, 64), "SAME"), "dft"),  # CNN layer 2, 28 px.
     (((21, 21), (7, 7), (24, 48), "SAME"), "dft"),  # CNN layer 2, 42 px.
-    (((28, 28), (9, 9), (1, 32), "SAME"), "patches"),  # CNN layer 1.
+    (((28, 28), (9, 9), (1, 32), "SAME"), "banded"),  # CNN layer 1.
+    (((42, 42), (9, 9), (1, 24), "SAME"), "banded"),  # CNN layer 1, 42 px.
     (((32, 32), (3, 3), (16, 16), "SAME"), "xla"),  # 3x3, many channels.
-    (((14, 14), (5, 5), (1, 20), "VALID"), "patches"),  # Localiser.
+    (((14, 14), (5, 5), (1, 20), "VALID"), "banded"),  # Localiser.
+    (((8, 8), (5, 5), (20, 20), "VALID"), "patches"),  # Localiser layer 2.
 ])
 def test_conv_algorithm_choice(args, algo):
   assert fast_layers.conv_algorithm(*args) == algo
@@ -131,6 +145,12 @@ def test_conv_bad_inputs_raise_clear_errors():
     fast_layers.dft_conv(x, w, padding="FULL")
   with pytest.raises(ValueError, match="padding"):
     fast_layers.patches_conv(x, w, padding=((7, 0), (0, 0)))
+  with pytest.raises(ValueError, match="padding"):
+    fast_layers.banded_conv(x, w, padding=((-1, 0), (0, 0)))
+  with pytest.raises(ValueError, match="tile"):
+    fast_layers.banded_conv(x, w, tile=0)
+  with pytest.raises(ValueError, match="no output"):
+    fast_layers.banded_conv(x[:, :3, :3], w, padding="VALID")
 
 
 @pytest.mark.parametrize("shape", [(2, 28, 28, 3), (2, 21, 21, 4),
