@@ -1,7 +1,8 @@
 """Benchmark: `stn_jax.sample(., affine_grid(.))` against torch's grid_sample.
 
 Times, on this machine's CPU, the forward pass and forward+backward (gradient
-of sum(output * fixed random cotangent) w.r.t. image and theta) of
+of sum(output * fixed random cotangent) w.r.t. image and theta; with
+`--passes`, also w.r.t. theta alone, as a transformer trains on data) of
 
 * JAX: `jax.jit(jax.vmap(...))` of `affine_grid` + `sample` (channels-last);
 * torch: `F.affine_grid` + `F.grid_sample` (NCHW), same values,
@@ -42,7 +43,10 @@ SHAPES = {
     "feat_32x56x56x64_to_56x56": (32, (56, 56, 64), (56, 56)),
     "image_8x224x224x3_to_224x224": (8, (224, 224, 3), (224, 224)),
 }
-PASSES = ("forward", "forward+backward")
+# "forward+backward": gradients w.r.t. image and theta; "forward+theta_grad":
+# w.r.t. theta only, as when training a spatial transformer on data images.
+PASSES = ("forward", "forward+backward", "forward+theta_grad")
+DEFAULT_PASSES = PASSES[:2]
 # Text below this line of an existing --markdown file survives a re-run.
 NOTES_MARKER = "<!-- notes: kept across re-runs -->"
 
@@ -84,7 +88,8 @@ def _jax_fns(out_hw, method, padding_mode, path):
   def loss(image, theta, cot):
     return jnp.sum(forward(image, theta) * cot)
 
-  return jax.jit(forward), jax.jit(jax.grad(loss, argnums=(0, 1)))
+  return (jax.jit(forward), jax.jit(jax.grad(loss, argnums=(0, 1))),
+          jax.jit(jax.grad(loss, argnums=1)))
 
 
 def _torch_fns(batch, channels, out_hw, method, padding_mode):
@@ -103,7 +108,12 @@ def _torch_fns(batch, channels, out_hw, method, padding_mode):
     (forward(image, theta) * cot).sum().backward()
     return image.grad, theta.grad
 
-  return forward, forward_backward
+  def forward_theta_grad(image, theta, cot):
+    theta = theta.detach().requires_grad_(True)
+    (forward(image, theta) * cot).sum().backward()
+    return theta.grad
+
+  return forward, forward_backward, forward_theta_grad
 
 
 def _time_interleaved(jax_call, torch_call, reps, warmup):
@@ -121,12 +131,14 @@ def _time_interleaved(jax_call, torch_call, reps, warmup):
   return jax_times, torch_times
 
 
-def bench_shape(name, *, reps, warmup, method, padding_mode, path):
-  """Rows (forward, forward+backward) for one shape."""
+def bench_shape(name, *, reps, warmup, method, padding_mode, path,
+                passes=DEFAULT_PASSES):
+  """Rows (one per pass in `passes`) for one shape."""
   batch, in_shape, out_hw = SHAPES[name]
   image, theta, cot = _inputs(batch, in_shape, out_hw)
-  jax_fwd, jax_grad = _jax_fns(out_hw, method, padding_mode, path)
-  torch_fwd, torch_grad = _torch_fns(batch, in_shape[-1], out_hw, method,
+  jax_fwd, jax_grad, jax_theta_grad = _jax_fns(out_hw, method, padding_mode,
+                                               path)
+  torch_fwd, torch_grad, torch_theta_grad = _torch_fns(batch, in_shape[-1], out_hw, method,
                                      padding_mode)
   j_image, j_theta, j_cot = map(jnp.asarray, (image, theta, cot))
   t_image = torch.from_numpy(np.ascontiguousarray(image.transpose(0, 3, 1, 2)))
@@ -140,9 +152,13 @@ def bench_shape(name, *, reps, warmup, method, padding_mode, path):
       "forward+backward": (
           lambda: jax.block_until_ready(jax_grad(j_image, j_theta, j_cot)),
           lambda: torch_grad(t_image, t_theta, t_cot)),
+      "forward+theta_grad": (
+          lambda: jax.block_until_ready(jax_theta_grad(j_image, j_theta,
+                                                       j_cot)),
+          lambda: torch_theta_grad(t_image, t_theta, t_cot)),
   }
   rows = []
-  for pass_ in PASSES:
+  for pass_ in passes:
     jax_times, torch_times = _time_interleaved(*calls[pass_], reps=reps,
                                                warmup=warmup)
     jm, tm = statistics.median(jax_times), statistics.median(torch_times)
@@ -216,6 +232,8 @@ def main(argv=None):
   parser.add_argument("--path", default="auto", choices=sampler_lib.PATHS)
   parser.add_argument("--shapes", nargs="+", default=list(SHAPES),
                       choices=list(SHAPES))
+  parser.add_argument("--passes", nargs="+", default=list(DEFAULT_PASSES),
+                      choices=PASSES)
   parser.add_argument("--json", help="write the rows and environment here")
   parser.add_argument("--markdown", help="write the results table here")
   args = parser.parse_args(argv)
@@ -225,9 +243,9 @@ def main(argv=None):
   for name in args.shapes:
     for row in bench_shape(name, reps=args.reps, warmup=args.warmup,
                            method=args.method, padding_mode=args.padding,
-                           path=args.path):
+                           path=args.path, passes=args.passes):
       rows.append(row)
-      print(f"{row.shape:30s} {row.pass_:17s} {row.path:18s} "
+      print(f"{row.shape:30s} {row.pass_:18s} {row.path:18s} "
             f"jax {row.jax_median_ms:8.2f} ms  torch {row.torch_median_ms:8.2f}"
             f" ms  ratio {row.ratio:5.2f}  (min {row.jax_min_ms:.2f} / "
             f"{row.torch_min_ms:.2f})", flush=True)

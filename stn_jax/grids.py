@@ -187,13 +187,17 @@ def projective_grid(h, shape, *, align_corners: bool = False) -> jnp.ndarray:
   shape = _checks.check_output_shape("shape", shape, 2)
   base = base_grid(shape, align_corners=align_corners).astype(matrix.dtype)
   hom = _apply_matrix(base, matrix)
-  w = hom[..., 2:]
+  w = hom[..., 2]
   ok = w > _W_EPS
   # Double `where`: the unselected branch must not divide by ~0, or its
   # (discarded) inf would still poison the gradient.
   safe_w = jnp.where(ok, w, jnp.ones_like(w))
-  return jnp.where(ok, hom[..., :2] / safe_w,
-                   jnp.full_like(hom[..., :2], PROJECTIVE_OUTSIDE))
+  outside = jnp.full_like(w, PROJECTIVE_OUTSIDE)
+  # x and y divided one by one: broadcasting w [..., 1] over [..., 2] makes
+  # w's gradient a reduction over that size-2 axis, which XLA:CPU ran as a
+  # library call taking 3 ms of a 14 ms ST-FCN training step (B=256).
+  return jnp.stack([jnp.where(ok, hom[..., c] / safe_w, outside)
+                    for c in range(2)], axis=-1)
 
 
 # ----------------------------------------------------------------- thin plate
