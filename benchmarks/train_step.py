@@ -17,7 +17,8 @@ step (forward, backward, SGD update) at batch 256:
   and the same projective and TPS grids), `torch.optim.SGD`.
 
 Both run on the same random inputs after a warm-up, in alternating blocks
-of consecutive steps (`--rounds` blocks each, as in training), so machine
+of consecutive steps (`--rounds` blocks each, as in training, each at least
+`--reps / --rounds` steps and `--min-block-s` seconds long), so machine
 noise hits both; the first step of each block is not timed (torch's OpenMP
 workers keep spinning after its calls and would steal the 2 cores from the
 next JAX step); it reports medians of examples/s
@@ -189,7 +190,7 @@ NOTES_MARKER = "<!-- notes: kept across re-runs -->"
 
 
 def bench_row(dist, model_name, transform, *, batch, reps, warmup,
-              kernels="fast", rounds=3):
+              kernels="fast", rounds=3, min_block_s=0.0):
   cfg = _config(dist, model_name, transform)
   cfg.model.kernels = kernels
   size = int(cfg.distortion.canvas_size)
@@ -234,20 +235,28 @@ def bench_row(dist, model_name, transform, *, batch, reps, warmup,
     torch_step()
   jt, tt = [], []
   per_round = max(1, -(-reps // rounds))
-  for _ in range(rounds):
-    # Blocks of consecutive steps, as in training; the first step of each
-    # block is not timed (the other framework's idle workers may still be
-    # spinning on the cores).
+
+  def block(step, times):
+    # Consecutive steps, as in training: at least `per_round` and at least
+    # `min_block_s` seconds of them (millisecond steps in short blocks
+    # measure thread-pool wake-ups, not training). The first step is not
+    # timed (the other framework's idle workers may still hold the cores).
+    step()
+    start = time.perf_counter()
+    n = 0
+    while n < per_round or time.perf_counter() - start < min_block_s:
+      t = time.perf_counter()
+      step()
+      times.append(time.perf_counter() - t)
+      n += 1
+
+  def jax_step_inplace():
+    nonlocal state
     state = jax_step(state)
-    for _ in range(per_round):
-      t = time.perf_counter()
-      state = jax_step(state)
-      jt.append(time.perf_counter() - t)
-    torch_step()
-    for _ in range(per_round):
-      t = time.perf_counter()
-      torch_step()
-      tt.append(time.perf_counter() - t)
+
+  for _ in range(rounds):
+    block(jax_step_inplace, jt)
+    block(torch_step, tt)
   jm, tmed = statistics.median(jt), statistics.median(tt)
   name = model_name + (f"_{transform}" if transform else "")
   return {
@@ -258,6 +267,7 @@ def bench_row(dist, model_name, transform, *, batch, reps, warmup,
       "torch_median_ms": 1e3 * tmed, "jax_min_ms": 1e3 * min(jt),
       "torch_min_ms": 1e3 * min(tt), "compile_s": compile_s,
       "jax_peak_bytes": peak_bytes, "reps": reps, "kernels": kernels,
+      "jax_steps_timed": len(jt), "torch_steps_timed": len(tt),
   }
 
 
@@ -311,6 +321,8 @@ def main():
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--rounds", type=int, default=3,
                       help="alternating blocks per framework")
+  parser.add_argument("--min-block-s", type=float, default=1.0,
+                      help="each block runs at least this long (seconds)")
   parser.add_argument("--kernels", default="fast", choices=("fast", "xla"),
                       help="the models' conv / pool implementation")
   parser.add_argument("--models", default="",
@@ -328,7 +340,8 @@ def main():
       continue
     row = bench_row(dist, model_name, transform, batch=args.batch,
                     reps=args.reps, warmup=args.warmup,
-                    kernels=args.kernels, rounds=args.rounds)
+                    kernels=args.kernels, rounds=args.rounds,
+                    min_block_s=args.min_block_s)
     print(f"{dist:>4} {name:<20} JAX {row['jax_examples_per_s']:7.0f} img/s  "
           f"torch {row['torch_examples_per_s']:7.0f} img/s  "
           f"ratio {row['ratio']:.2f}  compile {row['compile_s']:.1f} s",

@@ -329,6 +329,11 @@ def tps_grid(control_points, shape, *, source_points=None,
     source = np.asarray(source_points, np.float64)
     basis = jnp.asarray(_tps_basis_cached(shape, source.tobytes(), k,
                                           regularization, align_corners))
-  grid = jnp.matmul(basis.astype(control_points.dtype), control_points,
+  # As [2, P] = control_points^T basis^T, then transposed: under vmap the
+  # dot's output is [B, 2, P] and XLA folds the transpose into the
+  # sampler's reads, where [P, B, 2] (basis @ control_points) needed a
+  # separate transpose (ST-FCN TPS training step, B=256: 7.1-7.2 -> 5.0-5.3 ms).
+  grid = jnp.einsum("kc,pk->cp", control_points,
+                    basis.astype(control_points.dtype),
                     precision=jax.lax.Precision.HIGHEST)
-  return grid.reshape(shape + (2,))
+  return grid.T.reshape(shape + (2,))
