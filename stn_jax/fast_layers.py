@@ -478,6 +478,13 @@ def conv_general_dilated(lhs, rhs, window_strides=(1, 1), padding="SAME",
 def max_pool(x, window: int = 2):
   """Non-overlapping `window x window` max-pooling ("VALID", stride = window).
 
+  The maximum of the window's `window**2` strided slices, taken pairwise
+  (a balanced tree of `jnp.maximum`): elementwise work that XLA fuses into
+  one loop, with an elementwise gradient (no select-and-scatter, no
+  reduction: XLA:CPU ran a reshape + max over the window axes, and its
+  gradient's tie count, as ~21 ms of library reductions in the CNN's
+  training step at B=256; the pairwise form takes ~13 ms, fwd + bwd).
+
   Args:
     x: `[B, H, W, C]`.
     window: pooling window and stride.
@@ -486,16 +493,21 @@ def max_pool(x, window: int = 2):
     `[B, H // window, W // window, C]`, the values of
     `nn.max_pool(x, (window, window), strides=(window, window))` (trailing
     rows/columns that do not fill a window are dropped, as there).
-    Gradient: split equally among the maxima of a window.
+    Gradient: that of the unique maximum; tied maxima share it (each
+    pairwise tie halves it: 1/4 each for a 2x2 window of equal values).
   """
   if x.ndim != 4:
     raise ValueError(f"`x` must be [B, H, W, C], got shape {x.shape}.")
   if window < 1:
     raise ValueError(f"`window` must be a positive int, got {window!r}.")
-  b, h, w, c = x.shape
-  ho, wo = h // window, w // window
+  ho, wo = x.shape[1] // window, x.shape[2] // window
   x = x[:, :ho * window, :wo * window]
-  return x.reshape(b, ho, window, wo, window, c).max(axis=(2, 4))
+  parts = [x[:, a::window, b::window] for a in range(window)
+           for b in range(window)]
+  while len(parts) > 1:
+    pairs = [jnp.maximum(p, q) for p, q in zip(parts[::2], parts[1::2])]
+    parts = pairs + parts[len(pairs) * 2:]
+  return parts[0]
 
 
 def xla_max_pool(x, window: int = 2):
