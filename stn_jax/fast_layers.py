@@ -21,19 +21,16 @@ against the plain versions.
   `kh x (tile + kw - 1)` input windows of `tile`-column output strips by a
   banded (Toeplitz) matrix built from the kernel; its gradients are matmuls
   of the same size. For the 1-channel first layers, where XLA's gradients
-  are slowest and a DFT does not pay.
-* `patches_conv`: XLA's forward convolution with a custom VJP whose input
-  gradient (and, for small layers, weight gradient) are matmuls over the
-  `kh*kw` shifted windows; for the small localiser layers.
-* `conv_general_dilated`: picks `banded_conv`, `dft_conv`, `patches_conv`
-  or XLA's own convolution per layer from its shapes; signature-compatible
+  are slowest and a DFT does not pay, and the localisers' small layers.
+* `conv_general_dilated`: picks `banded_conv`, `dft_conv` or XLA's own
+  convolution per layer from its shapes; signature-compatible
   with `jax.lax.conv_general_dilated` so it plugs into
   `flax.linen.Conv(conv_general_dilated=...)`.
-* `max_pool`: non-overlapping max-pooling by reshape + max, whose gradient
-  is an elementwise mask instead of a select-and-scatter. Ties inside a
-  window share the gradient equally (XLA's and torch's pool give it all to
-  one element); with ReLU inputs the tied elements are zeros whose gradient
-  the ReLU discards, so training is unaffected.
+* `max_pool`: non-overlapping max-pooling as a pairwise maximum of the
+  window's strided slices, whose gradient is elementwise instead of a
+  select-and-scatter. Tied maxima share the gradient (XLA's and torch's
+  pool give it all to one element); with ReLU inputs the tied elements are
+  zeros whose gradient the ReLU discards, so training is unaffected.
 
 Layouts are flax's: images `[B, H, W, C]`, kernels `[kh, kw, C, O]`.
 """
@@ -79,12 +76,6 @@ def _out_size(in_size: Sequence[int], kernel: Sequence[int],
   """Output size of a stride-1 convolution with explicit `pads`."""
   return tuple(n + lo + hi - k + 1
                for n, k, (lo, hi) in zip(in_size, kernel, pads))
-
-
-def _pads_within_kernel(pads, kernel: Sequence[int]) -> bool:
-  """Whether each side's padding is in [0, k - 1] (`patches_conv`'s range)."""
-  return all(0 <= lo <= k - 1 and 0 <= hi <= k - 1
-             for (lo, hi), k in zip(pads, kernel))
 
 
 def _check_conv_args(lhs, rhs) -> None:
@@ -215,84 +206,6 @@ def dft_conv(x, w, *, padding: Padding = "SAME", precision=None):
   return out.reshape(ho, wo, b, o).transpose(2, 0, 1, 3)
 
 
-def _shifted_stack(x, kernel, out_size):
-  """`[kh*kw, B, Ho, Wo, C]`: the input window of every kernel tap."""
-  kh, kw = kernel
-  ho, wo = out_size
-  return jnp.stack([x[:, a:a + ho, b:b + wo, :]
-                    for a in range(kh) for b in range(kw)])
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _patches_conv(x, w, pads):
-  return jax.lax.conv_general_dilated(x, w, (1, 1), pads,
-                                      dimension_numbers=_NHWC)
-
-
-def _patches_conv_fwd(x, w, pads):
-  return _patches_conv(x, w, pads), (x, w)
-
-
-def _patches_conv_bwd(pads, res, g):
-  x, w = res
-  kh, kw, c, o = w.shape
-  b, ho, wo, _ = g.shape
-  xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-  g2 = g.reshape(b * ho * wo, o)
-  if kh * kw * ho * wo * c <= PATCHES_MAX_TAPS:
-    # dw[a, b, c, o] = sum_n window_(a,b)(x)[n, c] g[n, o]: one matmul over
-    # the stacked windows (small here).
-    taps = _shifted_stack(xp, (kh, kw), (ho, wo)).reshape(kh * kw, -1, c)
-    dw = jnp.einsum("knc,no->kco", taps, g2).reshape(kh, kw, c, o)
-  else:  # Large windows: XLA's own weight gradient costs less traffic.
-    dw = jax.vjp(lambda w: jax.lax.conv_general_dilated(
-        x, w, (1, 1), pads, dimension_numbers=_NHWC), w)[1](g)[0]
-  # dx: every tap's contribution g @ w[a, b]^T (tap-major, so that each is a
-  # contiguous plane), shifted back and summed.
-  contrib = jnp.einsum("no,kco->knc", g2, w.reshape(kh * kw, c, o))
-  contrib = contrib.reshape(kh * kw, b, ho, wo, c)
-  hp, wp = xp.shape[1], xp.shape[2]
-  dxp = sum(jnp.pad(contrib[a * kw + bb],
-                    ((0, 0), (a, hp - ho - a), (bb, wp - wo - bb), (0, 0)))
-            for a in range(kh) for bb in range(kw))
-  h, wd = x.shape[1], x.shape[2]
-  dx = dxp[:, pads[0][0]:pads[0][0] + h, pads[1][0]:pads[1][0] + wd]
-  return dx, dw
-
-
-_patches_conv.defvjp(_patches_conv_fwd, _patches_conv_bwd)
-
-
-def patches_conv(x, w, *, padding: Padding = "SAME"):
-  """Stride-1 2D convolution: XLA's forward, matmul-based gradients.
-
-  For layers with few input channels (the 1-channel first layers), where
-  XLA's backward convolutions are slow (its input gradient with 30 output
-  channels: 260 ms at batch 256, 28x28, 9x9; this: 33 ms) and a DFT does
-  not pay: the input gradient is `kh*kw` shifted copies of `g @ w[a, b]^T`
-  summed; the weight gradient one matmul over the `kh*kw` shifted windows
-  of the input when those hold at most `PATCHES_MAX_TAPS` values per image,
-  else XLA's.
-
-  Args:
-    x: `[B, H, W, C]` input.
-    w: `[kh, kw, C, O]` kernel.
-    padding: "SAME", "VALID" or `((lo_h, hi_h), (lo_w, hi_w))`; each side
-      at most `k - 1`.
-
-  Returns:
-    `[B, Ho, Wo, O]`: `lax.conv_general_dilated(x, w, (1, 1), padding,
-    dimension_numbers=("NHWC", "HWIO", "NHWC"))`, the same values; the
-    gradients equal that op's up to float rounding.
-  """
-  _check_conv_args(x, w)
-  pads = _explicit_padding(padding, w.shape[:2])
-  if not _pads_within_kernel(pads, w.shape[:2]):
-    raise ValueError(f"`padding` must be in [0, k - 1] per side, got "
-                     f"{pads} for a {w.shape[0]}x{w.shape[1]} kernel.")
-  return _patches_conv(x, w, pads)
-
-
 @functools.lru_cache(maxsize=64)
 def _band_selector(tile: int, kw: int) -> np.ndarray:
   """`[tile + kw - 1, tile, kw]` 0/1: `sel[s, x, j] = (s == x + j)`."""
@@ -303,14 +216,19 @@ def _band_selector(tile: int, kw: int) -> np.ndarray:
 
 
 def band_tile(out_width: int, kw: int) -> int:
-  """`banded_conv`'s default tile: `kw - 2` output columns (at least 1).
+  """`banded_conv`'s default tile: the whole output width if it is at most
+  `kw`, else `kw - 2` output columns (at least 1).
 
   Smaller tiles do fewer multiply-adds (`(tile + kw - 1) / kw` of the
   direct method's) but smaller matmuls and a larger stack of windows;
   `kw - 2` was fastest (fwd + gradients, batch 256) on the models' 9x9 and
-  5x5 first layers, among tiles 3-28.
+  5x5 first layers, among tiles 3-28; one strip on the localisers' small
+  second layers (5x5 on 8x8 and 5x5 inputs, 20 -> 20 channels: 4x4 and 1x1
+  outputs).
   """
-  return max(1, min(out_width, kw - 2))
+  if out_width <= kw:
+    return out_width
+  return max(1, kw - 2)
 
 
 def banded_conv(x, w, *, padding: Padding = "SAME", tile: int | None = None,
@@ -394,32 +312,34 @@ def direct_conv_flops(in_size: Sequence[int], kernel: Sequence[int],
 # its forward; the DFT's gradients are matmuls like its forward. Measured
 # fwd + both gradients (summarised in benchmarks/results/train_step_cpu.md):
 # the DFT is 2-4x faster than XLA at a multiply-add ratio of 0.2-0.7 (the
-# CNNs' 7x7 layers, a 3x3 64->64 layer) and ties it or `patches_conv` at
+# CNNs' 7x7 layers, a 3x3 64->64 layer) and ties it or `banded_conv` at
 # 1.5-1.8 (a 3x3 16->16 layer, the 8x8 5x5 20->20 localiser layer). It is
 # used only where it does fewer multiply-adds than the direct method.
 DFT_MAX_FLOP_RATIO = 1.0
 # Layers with at most this many input channels (the 1-channel first layers)
 # use `banded_conv`: fwd + both gradients 2.5-4x faster than XLA's and than
-# `patches_conv` (9x9, batch 256: 28x28 1->30: 132 -> 32 ms; 42x42 1->24:
-# 203 -> 63 ms), where a DFT does not pay (one input channel: the inverse
+# an XLA forward with shifted-matmul gradients (9x9, batch 256: 28x28 1->30:
+# 132 -> 32 ms; 42x42 1->24: 203 -> 63 ms), where a DFT does not pay (one input channel: the inverse
 # transform of the 24-32 output maps dominates).
 BANDED_MAX_CHANNELS = 4
-# Other layers that the DFT does not take use `patches_conv` when their
+# Other layers that the DFT does not take use `banded_conv` too when their
 # stacked windows (kh * kw * Ho * Wo * C values per image) are at most this
-# many: it beat XLA's gradients 2-7x on the 5x5 localiser layers.
-PATCHES_MAX_TAPS = 20_000
+# many: on the localisers' 5x5 20->20 layers it beat XLA's gradients 4-8x
+# and shifted-matmul gradients 1.5-2.5x (8x8 input: XLA 30, shifted 9,
+# banded 4 ms).
+BANDED_MAX_TAPS = 20_000
 
 
 def conv_algorithm(in_size: Sequence[int], kernel: Sequence[int],
                    channels: tuple[int, int], padding: Padding) -> str:
-  """"banded", "dft", "patches" or "xla": what `conv_general_dilated` runs.
+  """"banded", "dft" or "xla": what `conv_general_dilated` runs.
 
   For a stride-1, undilated, ungrouped NHWC convolution of an `in_size`
   input by a `kernel` with `channels = (C, O)`.
   """
   pads = _explicit_padding(padding, tuple(kernel))
-  if (channels[0] <= BANDED_MAX_CHANNELS and
-      all(lo >= 0 and hi >= 0 for lo, hi in pads)):
+  non_negative = all(lo >= 0 and hi >= 0 for lo, hi in pads)
+  if channels[0] <= BANDED_MAX_CHANNELS and non_negative:
     return "banded"
   if (dft_conv_flops(in_size, kernel, channels, padding) <=
       DFT_MAX_FLOP_RATIO * direct_conv_flops(in_size, kernel, channels,
@@ -427,8 +347,8 @@ def conv_algorithm(in_size: Sequence[int], kernel: Sequence[int],
     return "dft"
   taps = int(np.prod(kernel) * np.prod(_out_size(in_size, kernel, pads)) *
              channels[0])
-  if taps <= PATCHES_MAX_TAPS and _pads_within_kernel(pads, kernel):
-    return "patches"
+  if taps <= BANDED_MAX_TAPS and non_negative:
+    return "banded"
   return "xla"
 
 
@@ -443,8 +363,8 @@ def conv_general_dilated(lhs, rhs, window_strides=(1, 1), padding="SAME",
   undilated, ungrouped layers with at most `BANDED_MAX_CHANNELS` input
   channels run as `banded_conv`; other such layers whose `dft_conv` costs
   at most `DFT_MAX_FLOP_RATIO` of the direct method's multiply-adds as
-  `dft_conv`; the rest with at most `PATCHES_MAX_TAPS` window values per
-  image as `patches_conv`; every other layer as XLA's own convolution
+  `dft_conv`; the rest with at most `BANDED_MAX_TAPS` window values per
+  image as `banded_conv` again; every other layer as XLA's own convolution
   (`conv_algorithm` tells which).
   The result never depends on the choice beyond float rounding.
   """
@@ -462,8 +382,6 @@ def conv_general_dilated(lhs, rhs, window_strides=(1, 1), padding="SAME",
       return banded_conv(lhs, rhs, padding=padding, precision=precision)
     if algo == "dft":
       return dft_conv(lhs, rhs, padding=padding, precision=precision)
-    if algo == "patches":
-      return patches_conv(lhs, rhs, padding=padding)
   return jax.lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
       rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
