@@ -138,8 +138,8 @@ def bench_shape(name, *, reps, warmup, method, padding_mode, path,
   image, theta, cot = _inputs(batch, in_shape, out_hw)
   jax_fwd, jax_grad, jax_theta_grad = _jax_fns(out_hw, method, padding_mode,
                                                path)
-  torch_fwd, torch_grad, torch_theta_grad = _torch_fns(batch, in_shape[-1], out_hw, method,
-                                     padding_mode)
+  torch_fwd, torch_grad, torch_theta_grad = _torch_fns(
+      batch, in_shape[-1], out_hw, method, padding_mode)
   j_image, j_theta, j_cot = map(jnp.asarray, (image, theta, cot))
   t_image = torch.from_numpy(np.ascontiguousarray(image.transpose(0, 3, 1, 2)))
   t_theta = torch.from_numpy(theta)

@@ -319,8 +319,8 @@ DFT_MAX_FLOP_RATIO = 1.0
 # Layers with at most this many input channels (the 1-channel first layers)
 # use `banded_conv`: fwd + both gradients 2.5-4x faster than XLA's and than
 # an XLA forward with shifted-matmul gradients (9x9, batch 256: 28x28 1->30:
-# 132 -> 32 ms; 42x42 1->24: 203 -> 63 ms), where a DFT does not pay (one input channel: the inverse
-# transform of the 24-32 output maps dominates).
+# 132 -> 32 ms; 42x42 1->24: 203 -> 63 ms), where a DFT does not pay (one
+# input channel: the inverse transform of the 24-32 output maps dominates).
 BANDED_MAX_CHANNELS = 4
 # Other layers that the DFT does not take use `banded_conv` too when their
 # stacked windows (kh * kw * Ho * Wo * C values per image) are at most this
