@@ -78,6 +78,20 @@ def _out_size(in_size: Sequence[int], kernel: Sequence[int],
                for n, k, (lo, hi) in zip(in_size, kernel, pads))
 
 
+def _nonempty_out_size(in_size, kernel, pads) -> tuple[int, int]:
+  """`_out_size`, or a ValueError when the convolution has no output."""
+  ho, wo = _out_size(in_size, kernel, pads)
+  if ho < 1 or wo < 1:
+    raise ValueError(f"the convolution of a {in_size[0]}x{in_size[1]} input "
+                     f"by a {kernel[0]}x{kernel[1]} kernel with padding "
+                     f"{pads} has no output.")
+  return ho, wo
+
+
+def _non_negative(pads) -> bool:
+  return all(lo >= 0 and hi >= 0 for lo, hi in pads)
+
+
 def _check_conv_args(lhs, rhs) -> None:
   if lhs.ndim != 4 or rhs.ndim != 4:
     raise ValueError(f"expected a [B, H, W, C] input and a [kh, kw, C, O] "
@@ -121,10 +135,7 @@ def _dft_matrices(in_size: tuple[int, int], kernel: tuple[int, int],
       the Nyquist column, and the 1/(U N_w) scale).
   """
   (h, w), (kh, kw) = in_size, kernel
-  ho, wo = _out_size((h, w), (kh, kw), pads)
-  if ho < 1 or wo < 1:
-    raise ValueError(f"the convolution of a {h}x{w} input by a {kh}x{kw} "
-                     f"kernel with padding {pads} has no output.")
+  ho, wo = _nonempty_out_size((h, w), (kh, kw), pads)
 
   def length(n, k, lo, no):
     # Linear correlation values z[t], t = s - d, span [-(k-1), n-1]; the
@@ -263,12 +274,9 @@ def banded_conv(x, w, *, padding: Padding = "SAME", tile: int | None = None,
   b, h, wd, c = x.shape
   kh, kw, _, o = w.shape
   pads = _explicit_padding(padding, (kh, kw))
-  if any(lo < 0 or hi < 0 for lo, hi in pads):
+  if not _non_negative(pads):
     raise ValueError(f"`padding` must be non-negative, got {pads}.")
-  ho, wo = _out_size((h, wd), (kh, kw), pads)
-  if ho < 1 or wo < 1:
-    raise ValueError(f"the convolution of a {h}x{wd} input by a {kh}x{kw} "
-                     f"kernel with padding {pads} has no output.")
+  ho, wo = _nonempty_out_size((h, wd), (kh, kw), pads)
   tile = band_tile(wo, kw) if tile is None else tile
   if not isinstance(tile, (int, np.integer)) or tile < 1:
     raise ValueError(f"`tile` must be a positive int, got {tile!r}.")
@@ -338,7 +346,7 @@ def conv_algorithm(in_size: Sequence[int], kernel: Sequence[int],
   input by a `kernel` with `channels = (C, O)`.
   """
   pads = _explicit_padding(padding, tuple(kernel))
-  non_negative = all(lo >= 0 and hi >= 0 for lo, hi in pads)
+  non_negative = _non_negative(pads)
   if channels[0] <= BANDED_MAX_CHANNELS and non_negative:
     return "banded"
   if (dft_conv_flops(in_size, kernel, channels, padding) <=
