@@ -51,6 +51,15 @@ def test_sweep_rejects_bad_options(arg, word):
     table1.get_sweep(arg)
 
 
+def _print_commands(sweep, tmp_path, results_dir):
+  """Lines printed by `experiments.sweep --print_commands` for `sweep`."""
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.sweep", f"--sweep={sweep}",
+       f"--workdir_root={tmp_path / 'wd'}", f"--results_dir={results_dir}",
+       "--print_commands"], cwd=ROOT, capture_output=True, text=True,
+      check=True).stdout.strip().splitlines()
+
+
 def test_runner_prints_only_pending_commands(tmp_path):
   results_dir = tmp_path / "runs"
   results_dir.mkdir()
@@ -59,25 +68,18 @@ def test_runner_prints_only_pending_commands(tmp_path):
   done_wd = tmp_path / "wd" / "rts-fcn-quick-s0"
   done_wd.mkdir(parents=True)
   (done_wd / "results.json").write_text('{"test_error": 1.0}')
-  out = subprocess.run(
-      [sys.executable, "-m", "experiments.sweep",
-       "--sweep=configs/table1.py:quick,distortions=rts,models=fcn+cnn",
-       f"--workdir_root={tmp_path / 'wd'}", f"--results_dir={results_dir}",
-       "--print_commands"], cwd=ROOT, capture_output=True, text=True,
-      check=True).stdout
-  lines = out.strip().splitlines()
+  lines = _print_commands(
+      "configs/table1.py:quick,distortions=rts,models=fcn+cnn", tmp_path,
+      results_dir)
   assert lines[0] == "2 runs, 2 done, 0 to go"
   assert len(lines) == 1
   # The finished workdir's record was collected.
   assert json.loads((results_dir / "rts-fcn-quick-s0.json").read_text()) == {
       "test_error": 1.0}
 
-  out = subprocess.run(
-      [sys.executable, "-m", "experiments.sweep",
-       "--sweep=configs/table1.py:quick,distortions=e,models=st_cnn",
-       f"--workdir_root={tmp_path / 'wd'}", f"--results_dir={results_dir}",
-       "--print_commands"], cwd=ROOT, capture_output=True, text=True,
-      check=True).stdout.strip().splitlines()
+  out = _print_commands(
+      "configs/table1.py:quick,distortions=e,models=st_cnn", tmp_path,
+      results_dir)
   assert out[0] == "3 runs, 0 done, 3 to go"
   assert len(out) == 4
   assert "--config=configs/distorted_mnist.py:e,st_cnn,tps,quick" in out[3]
@@ -89,12 +91,9 @@ def test_runner_groups_the_seeds_of_vmapped_models(tmp_path):
   results_dir.mkdir()
   # Seed 1 of the FCN cell is done: the group trains seeds 0 and 2.
   (results_dir / "r-fcn-quick-s1.json").write_text("{}")
-  out = subprocess.run(
-      [sys.executable, "-m", "experiments.sweep",
-       "--sweep=configs/table1.py:quick,seeds=3,distortions=r,models=fcn+cnn",
-       f"--workdir_root={tmp_path / 'wd'}", f"--results_dir={results_dir}",
-       "--print_commands"], cwd=ROOT, capture_output=True, text=True,
-      check=True).stdout.strip().splitlines()
+  out = _print_commands(
+      "configs/table1.py:quick,seeds=3,distortions=r,models=fcn+cnn",
+      tmp_path, results_dir)
   assert out[0] == "6 runs, 1 done, 5 to go"
   fcn = [l for l in out[1:] if ":r,fcn,quick" in l]
   cnn = [l for l in out[1:] if ":r,cnn,quick" in l]
