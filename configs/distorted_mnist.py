@@ -186,8 +186,9 @@ def get_config(arg: str = "rts,st_cnn,affine,quick") -> ml_collections.ConfigDic
       align_corners=True,  # The paper's grid convention (linspace(-1, 1)).
       sampling_method="bilinear",  # Sampler kernel of the transformer.
       padding_mode="zeros",  # What the transformer reads outside the input.
-      # Conv / max-pool implementation (stn_jax.fast_layers): "fast" (DFT
-      # convolutions where they pay, reshape max-pool) or "xla"; same function.
+      # Conv / max-pool / transformer implementation: "fast"
+      # (stn_jax.fast_layers' DFT and banded convolutions, pairwise max-pool;
+      # stn_jax.fast_warp's fused grid + sampling) or "xla"; same function.
       kernels="fast",
       # Classifier widths (see _classifier).
       classifier=_classifier(model, _WIDTH[canvas][model]),

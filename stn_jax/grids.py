@@ -187,7 +187,16 @@ def projective_grid(h, shape, *, align_corners: bool = False) -> jnp.ndarray:
   shape = _checks.check_output_shape("shape", shape, 2)
   base = base_grid(shape, align_corners=align_corners).astype(matrix.dtype)
   hom = _apply_matrix(base, matrix)
-  w = hom[..., 2]
+  return jnp.stack(dehomogenize(hom[..., 0], hom[..., 1], hom[..., 2]),
+                   axis=-1)
+
+
+def dehomogenize(u, v, w):
+  """`(u / w, v / w)` of homogeneous coordinates, any (equal) shapes.
+
+  Where `w <= 1e-6` (at or behind the horizon) both are `PROJECTIVE_OUTSIDE`
+  with zero gradient; nothing is NaN or inf for finite inputs.
+  """
   ok = w > _W_EPS
   # Double `where`: the unselected branch must not divide by ~0, or its
   # (discarded) inf would still poison the gradient.
@@ -196,8 +205,8 @@ def projective_grid(h, shape, *, align_corners: bool = False) -> jnp.ndarray:
   # x and y divided one by one: broadcasting w [..., 1] over [..., 2] makes
   # w's gradient a reduction over that size-2 axis, which XLA:CPU ran as a
   # library call taking 3 ms of a 14 ms ST-FCN training step (B=256).
-  return jnp.stack([jnp.where(ok, hom[..., c] / safe_w, outside)
-                    for c in range(2)], axis=-1)
+  return (jnp.where(ok, u / safe_w, outside),
+          jnp.where(ok, v / safe_w, outside))
 
 
 # ----------------------------------------------------------------- thin plate
@@ -304,7 +313,30 @@ def tps_grid(control_points, shape, *, source_points=None,
   control_points = _as_float(control_points)
   _checks.check_shape("control_points", control_points, (None, 2),
                       "(K points of (x, y))")
-  k = control_points.shape[0]
+  shape = _checks.check_output_shape("shape", shape, 2)
+  basis = tps_basis(control_points.shape[0], shape,
+                    source_points=source_points,
+                    regularization=regularization,
+                    align_corners=align_corners)
+  # As [2, P] = control_points^T basis^T, then transposed: under vmap the
+  # dot's output is [B, 2, P] and XLA folds the transpose into the
+  # sampler's reads, where [P, B, 2] (basis @ control_points) needed a
+  # separate transpose (ST-FCN TPS train step, B=256: 7.2 -> 5.2 ms).
+  grid = jnp.einsum("kc,pk->cp", control_points,
+                    basis.astype(control_points.dtype),
+                    precision=jax.lax.Precision.HIGHEST)
+  return grid.T.reshape(shape + (2,))
+
+
+def tps_basis(num_points: int, shape, *, source_points=None,
+              regularization: float = 0.0,
+              align_corners: bool = False) -> jnp.ndarray:
+  """The `[h * w, K]` matrix B of `tps_grid`: grid = B @ control_points.
+
+  Row `i * w + j` belongs to output pixel (row i, column j). Arguments as in
+  `tps_grid` (K = `num_points`). float32, cached for concrete source points.
+  """
+  k = num_points
   shape = _checks.check_output_shape("shape", shape, 2)
   try:
     regularization = float(regularization)
@@ -329,11 +361,4 @@ def tps_grid(control_points, shape, *, source_points=None,
     source = np.asarray(source_points, np.float64)
     basis = jnp.asarray(_tps_basis_cached(shape, source.tobytes(), k,
                                           regularization, align_corners))
-  # As [2, P] = control_points^T basis^T, then transposed: under vmap the
-  # dot's output is [B, 2, P] and XLA folds the transpose into the
-  # sampler's reads, where [P, B, 2] (basis @ control_points) needed a
-  # separate transpose (ST-FCN TPS train step, B=256: 7.2 -> 5.2 ms).
-  grid = jnp.einsum("kc,pk->cp", control_points,
-                    basis.astype(control_points.dtype),
-                    precision=jax.lax.Precision.HIGHEST)
-  return grid.T.reshape(shape + (2,))
+  return basis

@@ -21,11 +21,13 @@ The transformer's output grid may be smaller than the input
 Images are channels-last, float, batched: `[B, H, W, C]`; logits are
 `[B, num_classes]`. Models are built from a config by name through `MODELS`.
 
-The convolutional models compute their convolutions and max-pools with the
-implementation named by `kernels` (`stn_jax.fast_layers`): "fast" (the
-default; DFT convolutions where they pay and a reshape max-pool, several
-times faster to train on CPU) or "xla" (XLA's own ops). Both compute the same
-function with the same parameters, so checkpoints are interchangeable.
+The models compute their convolutions, max-pools and the transformer's grid
++ sampling with the implementations named by `kernels`: "fast" (the default;
+`stn_jax.fast_layers`: DFT or banded-matmul convolutions and a pairwise
+max-pool, several times faster to train on CPU; `stn_jax.fast_warp`: grid
+generation and bilinear sampling fused over the batch) or "xla" (XLA's own
+convolution and pooling, the vmapped `make_grid` + `sample`). Both compute the
+same function with the same parameters, so checkpoints are interchangeable.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import numpy as np
 
 import stn_jax
 from stn_jax import fast_layers
+from stn_jax import fast_warp
 
 NUM_CLASSES = 10
 
@@ -56,6 +59,14 @@ def _kernels(name: str):
     raise ValueError(f"`kernels` must be one of "
                      f"{sorted(fast_layers.CONV_IMPLS)}, got {name!r}.")
   return fast_layers.CONV_IMPLS[name], fast_layers.POOL_IMPLS[name]
+
+
+def _warp_impl(name: str):
+  """The transformer's grid + sampling implementation `name`."""
+  if name not in fast_warp.WARP_IMPLS:
+    raise ValueError(f"`kernels` must be one of "
+                     f"{sorted(fast_warp.WARP_IMPLS)}, got {name!r}.")
+  return fast_warp.WARP_IMPLS[name]
 
 
 class FCN(nn.Module):
@@ -202,6 +213,9 @@ class SpatialTransformerClassifier(nn.Module):
     align_corners: normalisation convention of the grid (the paper's: True).
     method: sampler kernel ("bilinear" in the paper).
     padding_mode: what the sampler reads outside the input ("zeros").
+    kernels: "fast" computes grid and sampling as one fused batch operation
+      (`stn_jax.fast_warp.warp`), "xla" as the vmapped `make_grid` and
+      `sample`; same function.
   """
   localizer: nn.Module
   classifier: nn.Module
@@ -211,6 +225,7 @@ class SpatialTransformerClassifier(nn.Module):
   align_corners: bool = True
   method: str = "bilinear"
   padding_mode: str = "zeros"
+  kernels: str = "fast"
 
   def setup(self):
     kw = dict(self.transform_kwargs)
@@ -237,12 +252,15 @@ class SpatialTransformerClassifier(nn.Module):
     theta = self.theta(self.localizer(x))
     kw = dict(self.transform_kwargs)
     shape = tuple(int(s) for s in self.output_size)
+    # The grid is returned for inspection; `__call__` drops it (and XLA the
+    # work) when the warp below does not need it.
     grid = jax.vmap(lambda p: stn_jax.make_grid(
         self.transform, p, shape, align_corners=self.align_corners, **kw))(
             theta)
-    out = jax.vmap(lambda im, g: stn_jax.sample(
-        im, g, method=self.method, padding_mode=self.padding_mode,
-        align_corners=self.align_corners))(x, grid)
+    out = _warp_impl(self.kernels)(
+        x, theta, transform=self.transform, output_size=shape,
+        align_corners=self.align_corners, method=self.method,
+        padding_mode=self.padding_mode, **kw)
     return out, grid, theta
 
   def __call__(self, x):
@@ -331,7 +349,8 @@ def _st(localizer_fn, classifier_fn) -> Callable:
         output_size=st_output_size(model_cfg, canvas_size),
         transform_kwargs=transform_kwargs(model_cfg),
         align_corners=bool(model_cfg.align_corners),
-        method=model_cfg.sampling_method, padding_mode=model_cfg.padding_mode)
+        method=model_cfg.sampling_method, padding_mode=model_cfg.padding_mode,
+        kernels=_kernels_name(model_cfg))
   return build
 
 

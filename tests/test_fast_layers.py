@@ -171,7 +171,7 @@ def test_max_pool_bad_input():
 
 
 @pytest.mark.parametrize("arg", ["r,cnn", "rts,cnn", "r,st_cnn,affine",
-                                 "rts,st_cnn,tps"])
+                                 "rts,st_cnn,tps", "r,st_fcn,projective"])
 def test_models_fast_and_xla_kernels_agree(arg):
   cfg = distorted_mnist.get_config(arg + ",smoke")
   size = int(cfg.distortion.canvas_size)
