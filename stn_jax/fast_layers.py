@@ -28,9 +28,8 @@ against the plain versions.
   `flax.linen.Conv(conv_general_dilated=...)`.
 * `max_pool`: non-overlapping max-pooling as a pairwise maximum of the
   window's strided slices, whose gradient is elementwise instead of a
-  select-and-scatter. Tied maxima share the gradient (XLA's and torch's
-  pool give it all to one element); with ReLU inputs the tied elements are
-  zeros whose gradient the ReLU discards, so training is unaffected.
+  select-and-scatter. Like XLA's and torch's pools it gives a tie's
+  gradient to the first maximum in the window.
 
 Layouts are flax's: images `[B, H, W, C]`, kernels `[kh, kw, C, O]`.
 """
@@ -401,15 +400,34 @@ def conv_general_dilated(lhs, rhs, window_strides=(1, 1), padding="SAME",
 # ------------------------------------------------------------ pooling
 
 
+@jax.custom_jvp
+def _first_max(a, b):
+  """`jnp.maximum(a, b)` whose derivative follows `a` on ties.
+
+  `jnp.maximum`'s derivative splits ties 1/2 : 1/2, so a pool of tied values
+  shared its gradient; first-wins is XLA's and torch's rule (the same train
+  step time: one select instead of two selects and a divide per pair,
+  within noise in an A/B of the CNN and ST-CNN steps).
+  """
+  return jnp.maximum(a, b)
+
+
+@_first_max.defjvp
+def _first_max_jvp(primals, tangents):
+  a, b = primals
+  da, db = tangents
+  return jnp.maximum(a, b), jnp.where(a >= b, da, db)
+
+
 def max_pool(x, window: int = 2):
   """Non-overlapping `window x window` max-pooling ("VALID", stride = window).
 
   The maximum of the window's `window**2` strided slices, taken pairwise
-  (a balanced tree of `jnp.maximum`): elementwise work that XLA fuses into
-  one loop, with an elementwise gradient (no select-and-scatter, no
-  reduction: XLA:CPU ran a reshape + max over the window axes, and its
-  gradient's tie count, as ~21 ms of library reductions in the CNN's
-  training step at B=256; the pairwise form takes ~13 ms, fwd + bwd).
+  (a balanced tree of maxima): elementwise work that XLA fuses into one
+  loop, with an elementwise gradient (no select-and-scatter, no reduction:
+  XLA:CPU ran a reshape + max over the window axes, and its gradient's tie
+  count, as ~21 ms of library reductions in the CNN's training step at
+  B=256; the pairwise form takes ~13 ms, fwd + bwd).
 
   Args:
     x: `[B, H, W, C]`.
@@ -418,9 +436,9 @@ def max_pool(x, window: int = 2):
   Returns:
     `[B, H // window, W // window, C]`, the values of
     `nn.max_pool(x, (window, window), strides=(window, window))` (trailing
-    rows/columns that do not fill a window are dropped, as there).
-    Gradient: that of the unique maximum; tied maxima share it (each
-    pairwise tie halves it: 1/4 each for a 2x2 window of equal values).
+    rows/columns that do not fill a window are dropped, as there), and the
+    same gradient: all of it to the window's maximum, to the first one in
+    row-major window order when several tie (as XLA's and torch's pools).
   """
   if x.ndim != 4:
     raise ValueError(f"`x` must be [B, H, W, C], got shape {x.shape}.")
@@ -430,8 +448,9 @@ def max_pool(x, window: int = 2):
   x = x[:, :ho * window, :wo * window]
   parts = [x[:, a::window, b::window] for a in range(window)
            for b in range(window)]
+  # Pairs of neighbours in row-major order: the earlier part stays first.
   while len(parts) > 1:
-    pairs = [jnp.maximum(p, q) for p, q in zip(parts[::2], parts[1::2])]
+    pairs = [_first_max(p, q) for p, q in zip(parts[::2], parts[1::2])]
     parts = pairs + parts[len(pairs) * 2:]
   return parts[0]
 

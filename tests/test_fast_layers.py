@@ -159,10 +159,19 @@ def test_max_pool_matches_flax(shape):
       jax.vjp(ref, x)[1](g)[0])
 
 
-def test_max_pool_ties_share_the_gradient():
-  x = jnp.zeros((1, 2, 2, 1))
-  grad = jax.grad(lambda x: fast_layers.max_pool(x, 2).sum())(x)
-  np.testing.assert_allclose(grad, np.full((1, 2, 2, 1), 0.25))
+@pytest.mark.parametrize("window", [2, 3])
+def test_max_pool_ties_give_the_gradient_to_the_first_maximum(window):
+  # Few distinct values: most windows hold tied maxima.
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.integers(0, 3, (2, 12, 12, 3)), jnp.float32)
+  ref = lambda x: nn.max_pool(x, (window, window), strides=(window, window))
+  g = jnp.asarray(rng.standard_normal(ref(x).shape), jnp.float32)
+  ours = jax.vjp(lambda x: fast_layers.max_pool(x, window), x)[1](g)[0]
+  np.testing.assert_array_equal(ours, jax.vjp(ref, x)[1](g)[0])
+  # A window of four equal values: all of the gradient to its first pixel.
+  grad = jax.grad(lambda x: fast_layers.max_pool(x, 2).sum())(
+      jnp.zeros((1, 2, 2, 1)))
+  np.testing.assert_array_equal(grad[0, :, :, 0], [[1, 0], [0, 0]])
 
 
 def test_max_pool_bad_input():
