@@ -16,7 +16,9 @@ the medians. Grid generation is included in both.
       --markdown benchmarks/results/sampler_cpu.md
 
 `--path` forces one of the sampler's bilinear paths (`stn_jax.sampler.PATHS`)
-to measure it; `--shapes` picks a subset of shapes.
+to measure it; `--fused` times `stn_jax.fast_warp.warp` (grid generation and
+sampling fused over the batch, the models' default) instead; `--shapes`
+picks a subset of shapes.
 """
 
 import argparse
@@ -35,6 +37,7 @@ import numpy as np
 import torch
 
 import stn_jax
+from stn_jax import fast_warp
 from stn_jax import sampler as sampler_lib
 
 # name -> (batch, input (H, W, C), output (h, w)); the issue's three shapes.
@@ -74,8 +77,9 @@ def _inputs(batch, in_shape, out_hw, seed=0):
   return image, theta, cot
 
 
-def _jax_fns(out_hw, method, padding_mode, path):
-  """Jitted forward and forward+backward of vmap(sample(., affine_grid(.)))."""
+def _jax_fns(out_hw, method, padding_mode, path, fused=False):
+  """Jitted forward and forward+backward of vmap(sample(., affine_grid(.))),
+  or with `fused` of `stn_jax.fast_warp.warp` (the same function)."""
 
   def one(image, theta):
     grid = stn_jax.affine_grid(theta, out_hw, align_corners=False)
@@ -83,7 +87,13 @@ def _jax_fns(out_hw, method, padding_mode, path):
                           padding_mode=padding_mode, align_corners=False,
                           path=path)
 
-  forward = jax.vmap(one)
+  def warp(image, theta):
+    return fast_warp.warp(image, theta.reshape(theta.shape[0], 6),
+                          transform="affine", output_size=out_hw,
+                          align_corners=False, method=method,
+                          padding_mode=padding_mode)
+
+  forward = warp if fused else jax.vmap(one)
 
   def loss(image, theta, cot):
     return jnp.sum(forward(image, theta) * cot)
@@ -132,12 +142,12 @@ def _time_interleaved(jax_call, torch_call, reps, warmup):
 
 
 def bench_shape(name, *, reps, warmup, method, padding_mode, path,
-                passes=DEFAULT_PASSES):
+                passes=DEFAULT_PASSES, fused=False):
   """Rows (one per pass in `passes`) for one shape."""
   batch, in_shape, out_hw = SHAPES[name]
   image, theta, cot = _inputs(batch, in_shape, out_hw)
   jax_fwd, jax_grad, jax_theta_grad = _jax_fns(out_hw, method, padding_mode,
-                                               path)
+                                               path, fused)
   torch_fwd, torch_grad, torch_theta_grad = _torch_fns(
       batch, in_shape[-1], out_hw, method, padding_mode)
   j_image, j_theta, j_cot = map(jnp.asarray, (image, theta, cot))
@@ -162,10 +172,15 @@ def bench_shape(name, *, reps, warmup, method, padding_mode, path,
     jax_times, torch_times = _time_interleaved(*calls[pass_], reps=reps,
                                                warmup=warmup)
     jm, tm = statistics.median(jax_times), statistics.median(torch_times)
+    if fused:
+      shown_path = "fast_warp"
+    elif path == "auto":
+      shown_path = "auto:" + sampler_lib.choose_linear_path(
+          in_shape[1::-1], out_hw[0] * out_hw[1], in_shape[-1])
+    else:
+      shown_path = path
     rows.append(Row(
-        shape=name, pass_=pass_,
-        path=path if path != "auto" else "auto:" + sampler_lib.choose_linear_path(
-            in_shape[1::-1], out_hw[0] * out_hw[1], in_shape[-1]),
+        shape=name, pass_=pass_, path=shown_path,
         jax_median_ms=1e3 * jm, torch_median_ms=1e3 * tm,
         jax_min_ms=1e3 * min(jax_times), torch_min_ms=1e3 * min(torch_times),
         ratio=jm / tm, goal_met=jm <= tm))
@@ -234,6 +249,10 @@ def main(argv=None):
                       choices=list(SHAPES))
   parser.add_argument("--passes", nargs="+", default=list(DEFAULT_PASSES),
                       choices=PASSES)
+  parser.add_argument("--fused", action="store_true",
+                      help="time stn_jax.fast_warp.warp (grid + sampling "
+                      "fused over the batch, what the ST models run) instead "
+                      "of vmap(sample(affine_grid))")
   parser.add_argument("--json", help="write the rows and environment here")
   parser.add_argument("--markdown", help="write the results table here")
   args = parser.parse_args(argv)
@@ -243,7 +262,8 @@ def main(argv=None):
   for name in args.shapes:
     for row in bench_shape(name, reps=args.reps, warmup=args.warmup,
                            method=args.method, padding_mode=args.padding,
-                           path=args.path, passes=args.passes):
+                           path=args.path, passes=args.passes,
+                           fused=args.fused):
       rows.append(row)
       print(f"{row.shape:30s} {row.pass_:18s} {row.path:18s} "
             f"jax {row.jax_median_ms:8.2f} ms  torch {row.torch_median_ms:8.2f}"

@@ -26,8 +26,12 @@ Where the time went in the plain path (ST-FCN train step, B=256, 28x28):
   into the table (removed by XLA when the image needs no gradient, as at a
   model's input).
 
-Only "bilinear" sampling with "zeros" padding in 2D is fused; other options
-take the plain path, which computes the same function. Reverse-mode only
+Without differentiation (inference, evaluation) the sampling is the plain
+sampler's, whose forward pass alone is the fastest. Only single-channel
+images with "bilinear" sampling and "zeros" padding are fused (the paper's
+MNIST models): with 3 or 64 channels the plain path measured 2-3x faster
+with gradients (`benchmarks/results/sampler_cpu_fused.md`), so other inputs
+and options take it; it computes the same function. Reverse-mode only
 (`jax.grad`, `jax.vjp`); use `make_grid` + `sample` for forward-mode.
 """
 
@@ -147,16 +151,41 @@ def _corner_table(padded, size):
   return table.reshape(-1, 4, padded.shape[-1])
 
 
+def _padded_table(images, size):
+  """The corner table (`_corner_table`) of `images` `[B, H, W, C]`."""
+  padded = jnp.pad(images, ((0, 0), (_PAD, _PAD), (_PAD, _PAD), (0, 0)))
+  return _corner_table(padded, size)
+
+
+def _pixel(coord, size, align_corners):
+  return jnp.clip(sampler._unnormalize(coord, size, align_corners),
+                  -sampler._COORD_LIMIT, sampler._COORD_LIMIT)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _bilinear(table, px, py, size):
-  """`[B, P, C]` bilinear samples at pixel coordinates px, py `[B, P]`, read
-  from the corner table of the zero-padded batch (`_corner_table`)."""
-  return _bilinear_fwd(table, px, py, size)[0]
+def _sample_xy(images, x, y, align_corners):
+  """`[B, P, C]` bilinear, zeros-padded samples of `images` at normalised
+  coordinates x, y `[B, P]`.
+
+  Evaluated without differentiation (inference, evaluation) this is the
+  plain sampler, whose forward pass alone is the fastest (B=256, 42x42x1:
+  1.1 ms against 1.5-2.7 ms for the gathers below). Under `jax.grad` the
+  forward pass gathers from the corner table and keeps the slopes for the
+  hand-written backward pass.
+  """
+  grid = jnp.stack([x, y], axis=-1)[:, :, None, :]  # [B, P, 1, 2]
+  out = jax.vmap(lambda im, g: sampler.sample(
+      im, g, align_corners=align_corners))(images, grid)
+  return out[:, :, 0, :]
 
 
-def _bilinear_fwd(table, px, py, size):
+def _sample_xy_fwd(images, x, y, align_corners):
+  size = images.shape[1:3]
+  px = _pixel(x, size[1], align_corners)
+  py = _pixel(y, size[0], align_corners)
   index, fx, fy = _corner_index(px, py, size)
-  corners = table.at[index].get(mode="promise_in_bounds")  # [B, P, 4, C]
+  corners = _padded_table(images, size).at[index].get(
+      mode="promise_in_bounds")  # [B, P, 4, C]
   v00, v01, v10, v11 = (corners[:, :, i] for i in range(4))
   wx1, wy1 = fx[..., None], fy[..., None]
   wx0, wy0 = 1.0 - wx1, 1.0 - wy1
@@ -167,33 +196,38 @@ def _bilinear_fwd(table, px, py, size):
   # integer coordinates, and outside corners contribute 0, as in torch.
   slope_x = wy0 * (v01 - v00) + wy1 * (v11 - v10)
   slope_y = bottom - top
-  # Residuals must be arrays: an empty one carries the table's shape.
-  carrier = jnp.zeros((0,) + table.shape, table.dtype)
-  return out, (slope_x, slope_y, index, fx, fy, carrier)
+  # Residuals must be arrays: an empty one carries the images' shape.
+  carrier = jnp.zeros((0,) + images.shape, images.dtype)
+  return out, (slope_x, slope_y, index, fx, fy, x, y, carrier)
 
 
-def _bilinear_bwd(size, res, g):
-  del size
-  slope_x, slope_y, index, fx, fy, carrier = res
+def _sample_xy_bwd(align_corners, res, g):
+  slope_x, slope_y, index, fx, fy, x, y, carrier = res
+  shape = carrier.shape[1:]
+  size = shape[1:3]
   d_px = jnp.sum(g * slope_x, axis=-1)
   d_py = jnp.sum(g * slope_y, axis=-1)
+  d_x = jax.vjp(lambda c: _pixel(c, size[1], align_corners), x)[1](d_px)[0]
+  d_y = jax.vjp(lambda c: _pixel(c, size[0], align_corners), y)[1](d_py)[0]
   wx1, wy1 = fx[..., None], fy[..., None]
   wx0, wy0 = 1.0 - wx1, 1.0 - wy1
-  # One scatter-add of the four weighted rows; autodiff of `_corner_table`
-  # takes it back to the image.
+  # One scatter-add of the four weighted rows into the table, then the
+  # table's construction transposed back to the image (XLA drops all of it
+  # when the images need no gradient, as at a model's input).
   updates = jnp.stack([wy0 * wx0 * g, wy0 * wx1 * g, wy1 * wx0 * g,
                        wy1 * wx1 * g], axis=2)
-  d_table = jnp.zeros(carrier.shape[1:], g.dtype).at[index].add(
+  table_shape = jax.eval_shape(
+      lambda im: _padded_table(im, size),
+      jax.ShapeDtypeStruct(shape, carrier.dtype))
+  d_table = jnp.zeros(table_shape.shape, g.dtype).at[index].add(
       updates, mode="promise_in_bounds")
-  return d_table.astype(carrier.dtype), d_px, d_py
+  d_images, = jax.linear_transpose(
+      lambda im: _padded_table(im, size),
+      jax.ShapeDtypeStruct(shape, g.dtype))(d_table)
+  return d_images.astype(carrier.dtype), d_x, d_y
 
 
-_bilinear.defvjp(_bilinear_fwd, _bilinear_bwd)
-
-
-def _pixel(coord, size, align_corners):
-  return jnp.clip(sampler._unnormalize(coord, size, align_corners),
-                  -sampler._COORD_LIMIT, sampler._COORD_LIMIT)
+_sample_xy.defvjp(_sample_xy_fwd, _sample_xy_bwd)
 
 
 def bilinear_zeros(images, x, y, *, align_corners: bool):
@@ -213,19 +247,15 @@ def bilinear_zeros(images, x, y, *, align_corners: bool):
   if images.ndim != 4:
     raise ValueError("`images` must be a batch [B, H, W, C], got shape "
                      f"{list(images.shape)}.")
-  batch, height, width, channels = images.shape
+  batch = images.shape[0]
   if x.shape != y.shape or x.ndim != 2 or x.shape[0] != batch:
     raise ValueError(
         f"`x` and `y` must both be [B, P] with B = {batch}, got shapes "
         f"{list(x.shape)} and {list(y.shape)}.")
   compute_dtype = jnp.promote_types(
       jnp.promote_types(images.dtype, x.dtype), jnp.float32)
-  px = _pixel(x.astype(compute_dtype), width, align_corners)
-  py = _pixel(y.astype(compute_dtype), height, align_corners)
-  padded = jnp.pad(images.astype(compute_dtype),
-                   ((0, 0), (_PAD, _PAD), (_PAD, _PAD), (0, 0)))
-  table = _corner_table(padded, (height, width))
-  out = _bilinear(table, px, py, (height, width))
+  out = _sample_xy(images.astype(compute_dtype), x.astype(compute_dtype),
+                   y.astype(compute_dtype), align_corners)
   return out.astype(images.dtype)
 
 
@@ -239,7 +269,7 @@ def warp(images, params, *, transform: str, output_size,
   method=method, padding_mode=padding_mode,
   align_corners=align_corners))(images, params)`; fused (see the module
   docstring) for bilinear sampling with zeros padding, the plain path
-  otherwise.
+  otherwise (see the module docstring for which inputs are fused).
 
   Args:
     images: `[B, H, W, C]` floating images.
@@ -269,7 +299,8 @@ def warp(images, params, *, transform: str, output_size,
     raise ValueError(
         f"`params` must be [B, n] with B = {images.shape[0]} (one flat "
         f"parameter vector per image), got shape {list(params.shape)}.")
-  if method != "bilinear" or padding_mode != "zeros":
+  if (method != "bilinear" or padding_mode != "zeros" or
+      images.shape[-1] != 1):
     return plain_warp(images, params, transform=transform, output_size=shape,
                       align_corners=align_corners, method=method,
                       padding_mode=padding_mode, **transform_kwargs)
