@@ -319,7 +319,7 @@ def main():
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--reps", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
-  parser.add_argument("--rounds", type=int, default=3,
+  parser.add_argument("--rounds", type=int, default=6,
                       help="alternating blocks per framework")
   parser.add_argument("--min-block-s", type=float, default=1.0,
                       help="each block runs at least this long (seconds)")
