@@ -248,6 +248,11 @@ def bilinear_zeros(images, x, y, *, align_corners: bool):
     raise ValueError(
         f"`x` and `y` must both be [B, P] with B = {batch}, got shapes "
         f"{list(x.shape)} and {list(y.shape)}.")
+  rows = batch * (images.shape[1] + 2 * _PAD) * (images.shape[2] + 2 * _PAD)
+  if rows >= 2 ** 31:  # The corner index is int32.
+    raise ValueError(
+        f"`images` {list(images.shape)}: the padded batch has {rows} pixels, "
+        "more than int32 indices reach; split the batch.")
   compute_dtype = jnp.promote_types(
       jnp.promote_types(images.dtype, x.dtype), jnp.float32)
   out = _sample_xy(images.astype(compute_dtype), x.astype(compute_dtype),

@@ -203,3 +203,13 @@ def test_differentiated_forward_gives_the_plain_values():
                          output_size=OUT_SHAPE, align_corners=False)
   np.testing.assert_allclose(jax.vjp(fn, images, params)[0],
                              fn(images, params), atol=1e-6)
+
+
+def test_batches_beyond_int32_indices_raise():
+  # Shapes only (eval_shape): nothing of this size is allocated.
+  images = jax.ShapeDtypeStruct((70_000, 180, 180, 1), jnp.float32)
+  coords = jax.ShapeDtypeStruct((70_000, 4), jnp.float32)
+  with pytest.raises(ValueError, match="int32"):
+    jax.eval_shape(functools.partial(fast_warp.bilinear_zeros,
+                                     align_corners=True), images, coords,
+                   coords)
