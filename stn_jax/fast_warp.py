@@ -155,6 +155,12 @@ def _corner_table(images):
   return jnp.moveaxis(table, 1, -1).reshape(-1, 4, channels)
 
 
+def _axis_weights(fx, fy):
+  """The 1-D bilinear weights `(wx0, wx1, wy0, wy1)`, each `[B, P, 1]`."""
+  wx1, wy1 = fx[..., None], fy[..., None]
+  return 1.0 - wx1, wx1, 1.0 - wy1, wy1
+
+
 def _pixel(coord, size, align_corners):
   return jnp.clip(sampler._unnormalize(coord, size, align_corners),
                   -sampler._COORD_LIMIT, sampler._COORD_LIMIT)
@@ -185,8 +191,7 @@ def _sample_xy_fwd(images, x, y, align_corners):
   corners = _corner_table(images).at[index].get(
       mode="promise_in_bounds")  # [B, P, 4, C]
   v00, v01, v10, v11 = (corners[:, :, i] for i in range(4))
-  wx1, wy1 = fx[..., None], fy[..., None]
-  wx0, wy0 = 1.0 - wx1, 1.0 - wy1
+  wx0, wx1, wy0, wy1 = _axis_weights(fx, fy)
   top = wx0 * v00 + wx1 * v01
   bottom = wx0 * v10 + wx1 * v11
   out = wy0 * top + wy1 * bottom
@@ -207,8 +212,7 @@ def _sample_xy_bwd(align_corners, res, g):
   d_py = jnp.sum(g * slope_y, axis=-1)
   d_x = jax.vjp(lambda c: _pixel(c, size[1], align_corners), x)[1](d_px)[0]
   d_y = jax.vjp(lambda c: _pixel(c, size[0], align_corners), y)[1](d_py)[0]
-  wx1, wy1 = fx[..., None], fy[..., None]
-  wx0, wy0 = 1.0 - wx1, 1.0 - wy1
+  wx0, wx1, wy0, wy1 = _axis_weights(fx, fy)
   # One scatter-add of the four weighted rows into the table, then the
   # table's construction transposed back to the image (XLA drops all of it
   # when the images need no gradient, as at a model's input).

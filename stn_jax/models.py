@@ -53,20 +53,23 @@ def _check_images(x) -> None:
         f"{list(x.shape)}.")
 
 
+def _impl(registry: dict, name: str):
+  """`registry[name]`, or a ValueError naming the `kernels` choices."""
+  if name not in registry:
+    raise ValueError(f"`kernels` must be one of {sorted(registry)}, got "
+                     f"{name!r}.")
+  return registry[name]
+
+
 def _kernels(name: str):
   """(conv_general_dilated, max_pool) of implementation `name`."""
-  if name not in fast_layers.CONV_IMPLS:
-    raise ValueError(f"`kernels` must be one of "
-                     f"{sorted(fast_layers.CONV_IMPLS)}, got {name!r}.")
-  return fast_layers.CONV_IMPLS[name], fast_layers.POOL_IMPLS[name]
+  return (_impl(fast_layers.CONV_IMPLS, name),
+          _impl(fast_layers.POOL_IMPLS, name))
 
 
 def _warp_impl(name: str):
   """The transformer's grid + sampling implementation `name`."""
-  if name not in fast_warp.WARP_IMPLS:
-    raise ValueError(f"`kernels` must be one of "
-                     f"{sorted(fast_warp.WARP_IMPLS)}, got {name!r}.")
-  return fast_warp.WARP_IMPLS[name]
+  return _impl(fast_warp.WARP_IMPLS, name)
 
 
 class FCN(nn.Module):
