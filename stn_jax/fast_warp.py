@@ -58,37 +58,36 @@ _PAD = 2
 # ------------------------------------------------- per-axis coordinates
 
 
-def _base_rows(shape, align_corners):
-  """`[3, h * w]` rows (x_t, y_t, 1) of the identity grid, row-major pixels."""
-  return grids.base_grid(shape, align_corners=align_corners).reshape(-1, 3).T
-
-
 def _check_params(name, params, n):
   _checks.check_shape("params", params, (None, n),
                       f"(a batch of flat {name!r} parameters)")
 
 
+def _base_rows(name, params, n, shape, align_corners, kw):
+  """Checks a family without options and `n` parameters; returns the
+  `[3, h * w]` rows (x_t, y_t, 1) of the identity grid (row-major pixels)
+  in `params`' dtype."""
+  transforms._no_kwargs(name, kw)
+  _check_params(name, params, n)
+  base = grids.base_grid(shape, align_corners=align_corners)
+  return base.reshape(-1, 3).T.astype(params.dtype)
+
+
 def _affine_coords(params, shape, *, align_corners, **kw):
-  transforms._no_kwargs("affine", kw)
-  _check_params("affine", params, 6)
-  base = _base_rows(shape, align_corners).astype(params.dtype)
+  base = _base_rows("affine", params, 6, shape, align_corners, kw)
   return (jnp.dot(params[:, 0:3], base, precision=_HI),
           jnp.dot(params[:, 3:6], base, precision=_HI))
 
 
 def _attention_coords(params, shape, *, align_corners, **kw):
-  transforms._no_kwargs("attention", kw)
-  _check_params("attention", params, 3)
-  base = _base_rows(shape, align_corners).astype(params.dtype)
+  base = _base_rows("attention", params, 3, shape, align_corners, kw)
   s, tx, ty = params[:, 0:1], params[:, 1:2], params[:, 2:3]
   return (jnp.dot(jnp.concatenate([s, tx], 1), base[0::2], precision=_HI),
           jnp.dot(jnp.concatenate([s, ty], 1), base[1:], precision=_HI))
 
 
 def _projective_coords(params, shape, *, align_corners, **kw):
-  transforms._no_kwargs("projective", kw)
-  _check_params("projective", params, 8)
-  base = _base_rows(shape, align_corners).astype(params.dtype)
+  base = _base_rows("projective", params, 8, shape, align_corners, kw)
   m = jnp.concatenate([params, jnp.ones_like(params[:, :1])], 1)
   u, v, w = (jnp.dot(m[:, 3 * r:3 * r + 3], base, precision=_HI)
              for r in range(3))
@@ -272,9 +271,9 @@ def warp(images, params, *, transform: str, output_size,
   Equals `jax.vmap(lambda im, p: sample(im, make_grid(transform, p,
   output_size, align_corners=align_corners, **transform_kwargs),
   method=method, padding_mode=padding_mode,
-  align_corners=align_corners))(images, params)`; fused (see the module
-  docstring) for bilinear sampling with zeros padding, the plain path
-  otherwise (see the module docstring for which inputs are fused).
+  align_corners=align_corners))(images, params)`: fused for single-channel
+  images with bilinear sampling and zeros padding, the plain path otherwise
+  (see the module docstring).
 
   Args:
     images: `[B, H, W, C]` floating images.
