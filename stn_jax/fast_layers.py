@@ -11,10 +11,11 @@ against the plain versions.
 * `dft_conv`: a stride-1 convolution by DFT, `out = F_out (K(w) * F_in x)`:
   the input's real 2D DFT as two matmuls (along w, then along h), a
   per-frequency complex matmul over channels, and the inverse DFT as two
-  matmuls evaluated only at the output positions. The DFT is long enough
-  (at least H + k - 1 per axis) that the circular convolution equals the
-  linear one on every output, so the result is the exact convolution up
-  to float32 rounding (relative error ~1e-6). It does ~1/6 of the direct
+  matmuls evaluated only at the output positions. The DFT is just long
+  enough (`max(H + lo, Ho - lo + k - 1)` points per axis, `lo` the padding
+  before) that the circular correlation equals the linear one on every
+  output, so the result is the exact convolution up
+  to float32 rounding (relative error ~1e-6). It does ~1/8 of the direct
   method's multiply-adds on the CNN's 7x7 layer and, unlike XLA's
   convolution, its gradients are matmuls of the same sizes.
 * `banded_conv`: a stride-1 convolution as one matmul of the stacked
@@ -119,8 +120,8 @@ def _dft_matrices(in_size: tuple[int, int], kernel: tuple[int, int],
                   pads: tuple[tuple[int, int], ...]):
   """float64 matrices of a stride-1 convolution as separable DFTs.
 
-  The DFT has `U x N_w` points, long enough that the circular correlation
-  equals the linear one on every output; one-sided (`V = N_w // 2 + 1`)
+  The DFT has `U x N_w` points, the fewest for which the circular
+  correlation equals the linear one on every output; one-sided (`V = N_w // 2 + 1`)
   along w, as the input is real. Complex values are (re, im) pairs.
   Returns `(w_dft, h_dft, ker, h_inv, w_inv, (U, V), (Ho, Wo))`:
     w_dft `[(part, v), w]` `[2V, W]`: the real input's DFT along w;
@@ -137,9 +138,13 @@ def _dft_matrices(in_size: tuple[int, int], kernel: tuple[int, int],
   ho, wo = _nonempty_out_size((h, w), (kh, kw), pads)
 
   def length(n, k, lo, no):
-    # Linear correlation values z[t], t = s - d, span [-(k-1), n-1]; the
-    # outputs read t = y - lo for y < no. A DFT this long never wraps them.
-    return max(n - 1, no - 1 - lo) + max(k - 1, lo) + 1
+    # The correlation z[t] = sum_a x[t + a] k[a] is zero outside
+    # [-(k-1), n-1]; the outputs read t = y - lo for y < no. The circular
+    # one adds z[t + m N], m != 0: no output reads a nonzero alias once
+    # N > (n-1) + lo and N > (no-1-lo) + (k-1). The shortest such N (13,
+    # not the full support's 16, for a 7x7 SAME layer on 10x10 maps) means
+    # fewer frequencies to mix.
+    return max(n + lo, no - lo + k - 1, 1)
 
   nu, nw = length(h, kh, pads[0][0], ho), length(w, kw, pads[1][0], wo)
   nv = nw // 2 + 1
@@ -317,12 +322,13 @@ def direct_conv_flops(in_size: Sequence[int], kernel: Sequence[int],
 
 # XLA's direct convolution runs its backward pass several times slower than
 # its forward; the DFT's gradients are matmuls like its forward. Measured
-# fwd + both gradients (summarised in benchmarks/results/train_step_cpu.md):
-# the DFT is 2-4x faster than XLA at a multiply-add ratio of 0.2-0.7 (the
-# CNNs' 7x7 layers, a 3x3 64->64 layer) and ties it or `banded_conv` at
-# 1.5-1.8 (a 3x3 16->16 layer, the 8x8 5x5 20->20 localiser layer). It is
-# used only where it does fewer multiply-adds than the direct method.
-DFT_MAX_FLOP_RATIO = 1.0
+# fwd + both gradients at B=256 (summarised in
+# benchmarks/results/train_step_cpu.md): the DFT beats XLA 2-4x and
+# `banded_conv` 3-6x on the CNNs' 7x7 layers (multiply-add ratio 0.12-0.17:
+# 14x14 32->64 69 ms, banded 415 ms; 10x10 27->54 38 vs 128 ms), but loses
+# to `banded_conv` on the 8x8 5x5 20->20 localiser layer (ratio 0.74: 5.9
+# vs 3.9 ms). It is used only at half the direct method's multiply-adds.
+DFT_MAX_FLOP_RATIO = 0.5
 # Layers with at most this many input channels (the 1-channel first layers)
 # use `banded_conv`: fwd + both gradients 2.5-4x faster than XLA's and than
 # an XLA forward with shifted-matmul gradients (9x9, batch 256: 28x28 1->30:
