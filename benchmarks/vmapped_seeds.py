@@ -18,6 +18,7 @@ checks that the vmapped step computes the same losses as the sequential one.
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import statistics
@@ -52,8 +53,11 @@ def bench_row(dist, model_name, transform, *, seeds, reps, warmup):
   x = jnp.asarray(rng.random((seeds, batch, size, size, 1), np.float32))
   y = jnp.asarray(rng.integers(0, 10, (seeds, batch)).astype(np.int32))
 
-  seq = jax.jit(train.train_step)
-  vm = jax.jit(jax.vmap(train.train_step))
+  # The step as training runs it (the config's micro-batches).
+  step = functools.partial(train.train_step,
+                           micro_batch_size=cfg.train.micro_batch_size)
+  seq = jax.jit(step)
+  vm = jax.jit(jax.vmap(step))
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
 
   # Same function: one step from the same states gives the same losses.

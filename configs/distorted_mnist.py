@@ -54,6 +54,12 @@ MODELS = ("fcn", "cnn", "st_fcn", "st_cnn")
 TRANSFORMS = ("affine", "attention", "projective", "tps")
 PROTOCOLS = ("paper", "quick", "smoke")
 
+# Micro-batch of the convolutional models' train steps: on the 2-core CPU
+# their steps were 10-25 % faster in micro-batches of 64 than in one pass of
+# 256 (benchmarks/results/train_step_cpu.md); the dense models' 2-5 ms steps
+# were 25-70 % slower in micro-batches, so they run the batch in one pass.
+_MICRO_BATCH_SIZE = {"fcn": None, "cnn": 64, "st_fcn": None, "st_cnn": 64}
+
 # Transformer output down-sampling per distortion: the 42 and 60 pixel
 # canvases are sampled onto a half-size grid (the paper's reading).
 _ST_DOWNSAMPLE = {"r": 1, "rts": 2, "p": 1, "e": 1, "tc": 2}
@@ -101,6 +107,11 @@ def _protocol(name: str) -> ml_collections.ConfigDict:
   train = ml_collections.ConfigDict(dict(
       num_steps=150_000,  # Training steps (one batch each).
       batch_size=256,  # Global batch, split over all devices.
+      # Examples per forward/backward pass: the step's gradient is the mean
+      # over batch_size / micro_batch_size micro-batches run one after
+      # another (the same gradient up to float rounding); None = one pass.
+      # Set by get_config (_MICRO_BATCH_SIZE).
+      micro_batch_size=config_dict.placeholder(int),
       optimizer="sgd",  # "sgd" | "adam".
       momentum=0.0,  # SGD momentum (the paper: none).
       learning_rate=0.01,  # Peak / initial learning rate.
@@ -196,6 +207,9 @@ def get_config(arg: str = "rts,st_cnn,affine,quick") -> ml_collections.ConfigDic
       localizer=_localizer(model),
   ))
   cfg.train = _protocol(protocol)
+  micro = _MICRO_BATCH_SIZE[model]
+  if micro is not None and cfg.train.batch_size > micro:
+    cfg.train.micro_batch_size = micro
   cfg.data = ml_collections.ConfigDict(dict(
       # Folder with the 4 MNIST IDX .gz files (TFDS manual download folder);
       # defaults to $STN_JAX_MNIST_DIR; None lets TFDS download.

@@ -68,6 +68,18 @@ def test_defaults_and_parsing():
       node = node[part]
 
 
+def test_micro_batches_of_the_convolutional_models():
+  # 64 where the batch is larger (paper 256, quick 128); the dense models
+  # and the smoke batches of 16 run in one pass.
+  get = lambda arg: distorted_mnist.get_config(arg).train.micro_batch_size
+  assert get("r,cnn,paper") == get("rts,st_cnn,tps,quick") == 64
+  assert get("r,fcn,paper") is get("e,st_fcn,affine,quick") is None
+  assert get("r,cnn,smoke") is None
+  cfg = distorted_mnist.get_config("r,cnn,paper")
+  cfg.train.micro_batch_size = 32  # A command-line override.
+  train.validate_config(cfg)
+
+
 def test_paper_protocol():
   t = distorted_mnist.get_config("r,cnn,paper").train
   assert (t.optimizer, t.momentum, t.learning_rate, t.num_steps,
@@ -118,6 +130,8 @@ def test_config_is_locked():
     ("train.learning_rate", 0.0, "train.learning_rate"),
     ("train.learning_rate", float("nan"), "train.learning_rate"),
     ("train.momentum", 1.5, "train.momentum"),
+    ("train.micro_batch_size", 5, "train.micro_batch_size"),  # batch 16
+    ("train.micro_batch_size", 0, "train.micro_batch_size"),
     ("seed", -1, "seed"),
     ("model.name", "resnet", "model.name"),
     ("model.transform", "spline", "model.transform"),

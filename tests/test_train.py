@@ -7,6 +7,7 @@ size" and crashes on 0), so `_mock_metadata` writes it to a temporary TFDS
 data dir first.
 """
 
+import functools
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import time
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from configs import distorted_mnist
@@ -213,13 +215,16 @@ _TWO_DEVICES = textwrap.dedent("""
     model = models.build_model(cfg.model, canvas_size=28)
     tx, schedule = train.make_optimizer(cfg.train)
     out = {}
-    for kernels, n in (("xla", 1), ("xla", 2), ("fast", 1), ("fast", 2)):
+    for kernels, n, micro in (("xla", 1, None), ("xla", 2, None),
+                              ("fast", 1, None), ("fast", 2, None),
+                              ("fast", 2, 4)):
       # The fast kernels on the CNN: without the transformer, whose bilinear
       # gradient jumps at the integer grid points where it starts, so that
       # rounding differences stay rounding differences.
       cfg = distorted_mnist.get_config(
           "r,st_cnn,affine,smoke" if kernels == "xla" else "r,cnn,smoke")
       cfg.train.batch_size = 8
+      cfg.train.micro_batch_size = micro
       cfg.model.kernels = kernels
       model = models.build_model(cfg.model, canvas_size=28)
       mesh = train.make_mesh(jax.devices()[:n])
@@ -232,14 +237,14 @@ _TWO_DEVICES = textwrap.dedent("""
         assert len(batch[0].sharding.device_set) == n
         state, metrics = step_fn(state, batch)
         losses.append(float(metrics["loss"]))
-      out[kernels + str(n)] = {"losses": losses,
+      out[kernels + str(n) + ("m" if micro else "")] = {"losses": losses,
                 "params": [np.asarray(p).tolist()
                            for p in jax.tree.leaves(state.params)][:2]}
     print("RESULT" + json.dumps(out))
 """)
 
 
-def test_two_devices_give_the_same_loss_as_one():
+def test_two_devices_and_micro_batches_give_the_same_loss_as_one():
   proc = subprocess.run(
       [sys.executable, "-c", _TWO_DEVICES], cwd=ROOT, capture_output=True,
       text=True, timeout=300,
@@ -247,8 +252,10 @@ def test_two_devices_give_the_same_loss_as_one():
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
   out = json.loads(line[len("RESULT"):])
-  for kernels in ("xla", "fast"):
-    one, two = out[kernels + "1"], out[kernels + "2"]
+  # "fast2m": two devices, the batch of 8 in micro-batches of 4.
+  for one_key, two_key in (("xla1", "xla2"), ("fast1", "fast2"),
+                           ("fast1", "fast2m")):
+    one, two = out[one_key], out[two_key]
     assert np.all(np.isfinite(one["losses"]))
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
     for a, b in zip(one["params"], two["params"]):
@@ -256,6 +263,43 @@ def test_two_devices_give_the_same_loss_as_one():
                                  atol=1e-6)
     # The 3 steps did train (the loss moved).
     assert one["losses"][0] != one["losses"][-1]
+
+
+@pytest.mark.parametrize("arg", ["r,cnn,smoke", "r,st_cnn,tps,smoke",
+                                 "r,fcn,smoke"])
+def test_micro_batches_give_the_one_pass_step(arg):
+  cfg = distorted_mnist.get_config(arg)
+  model = models.build_model(cfg.model, canvas_size=28)
+  # SGD with rate 1: the parameters move by minus the gradient.
+  state = train.create_train_state(model, optax.sgd(1.0), jax.random.key(0),
+                                   canvas_size=28)
+  rng = np.random.default_rng(0)
+  batch = (rng.random((16, 28, 28, 1), np.float32),
+           rng.integers(0, 10, 16).astype(np.int32))
+  one_pass = jax.jit(train.train_step)
+  micro = jax.jit(functools.partial(train.train_step, micro_batch_size=4))
+  (s1, m1), (s4, m4) = one_pass(state, batch), micro(state, batch)
+  assert set(m1) == set(m4) == {"loss", "error", "grad_norm"}
+  for k in m1:
+    np.testing.assert_allclose(m4[k], m1[k], rtol=2e-5, err_msg=k)
+  step = lambda s: [np.asarray(b) - np.asarray(a) for a, b in zip(
+      jax.tree.leaves(state.params), jax.tree.leaves(s.params))]
+  # (An ST model's localiser has no gradient yet: `theta`'s weights are 0.)
+  scale = max(np.abs(g).max() for g in step(s1))
+  assert scale > 0
+  for g1, g4 in zip(step(s1), step(s4)):
+    np.testing.assert_allclose(g4, g1, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("micro", [5, 0, 32, 4.0])
+def test_train_step_rejects_bad_micro_batch_size(micro):
+  cfg = distorted_mnist.get_config("r,fcn,smoke")
+  model = models.build_model(cfg.model, canvas_size=28)
+  state = train.create_train_state(model, train.make_optimizer(cfg.train)[0],
+                                   jax.random.key(0), canvas_size=28)
+  batch = (np.zeros((16, 28, 28, 1), np.float32), np.zeros(16, np.int32))
+  with pytest.raises(ValueError, match="micro_batch_size"):
+    train.train_step(state, batch, micro_batch_size=micro)
 
 
 def test_resume_after_kill_equals_uninterrupted_run(mock_dir, tmp_path):
