@@ -28,11 +28,14 @@ Protocols:
          wants a GPU).
   quick  a CPU budget: Adam (lr 1e-3, 50 warm-up steps, cosine decay), 600
          steps of batch 128 (~1.3 epochs). The plain CNN is the slowest model
-         and sets the budget (~0.6 s a step on 2 CPU cores). Expected on RTS,
+         and sets the budget (~0.16 s a step on 2 CPU cores). Expected on RTS,
          seed 0, full test set, 2-core CPU (results/runs/rts-*-quick-s0.json,
-         from `python -m experiments.sweep`; every cell in results/table1.md):
+         from `python -m experiments.sweep`, before the micro-batches; every
+         cell in results/table1.md):
            rts,st_cnn,affine,quick   5.34 % test error   ~4 min
            rts,cnn,quick            11.44 % test error   ~5 min
+         Re-run alone with the current code (micro-batches of 64, the same
+         gradients up to float rounding): 5.60 % in 64 s and 11.49 % in 94 s.
   smoke  a few steps on small batches, for tests (seconds).
 
 Widths: for every distortion the classifier and localisation widths below
