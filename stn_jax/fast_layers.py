@@ -14,10 +14,10 @@ against the plain versions.
   matmuls evaluated only at the output positions. The DFT is just long
   enough (`max(H + lo, Ho - lo + k - 1)` points per axis, `lo` the padding
   before) that the circular correlation equals the linear one on every
-  output, so the result is the exact convolution up
-  to float32 rounding (relative error ~1e-6). It does ~1/8 of the direct
-  method's multiply-adds on the CNN's 7x7 layer and, unlike XLA's
-  convolution, its gradients are matmuls of the same sizes.
+  output, so the result is the exact convolution up to float32 rounding
+  (relative error ~1e-6). It does ~1/8 of the direct method's
+  multiply-adds on the CNN's 7x7 layer and, unlike XLA's convolution, its
+  gradients are matmuls of the same sizes.
 * `banded_conv`: a stride-1 convolution as one matmul of the stacked
   `kh x (tile + kw - 1)` input windows of `tile`-column output strips by a
   banded (Toeplitz) matrix built from the kernel; its gradients are matmuls
@@ -121,8 +121,9 @@ def _dft_matrices(in_size: tuple[int, int], kernel: tuple[int, int],
   """float64 matrices of a stride-1 convolution as separable DFTs.
 
   The DFT has `U x N_w` points, the fewest for which the circular
-  correlation equals the linear one on every output; one-sided (`V = N_w // 2 + 1`)
-  along w, as the input is real. Complex values are (re, im) pairs.
+  correlation equals the linear one on every output; one-sided
+  (`V = N_w // 2 + 1`) along w, as the input is real. Complex values are
+  (re, im) pairs.
   Returns `(w_dft, h_dft, ker, h_inv, w_inv, (U, V), (Ho, Wo))`:
     w_dft `[(part, v), w]` `[2V, W]`: the real input's DFT along w;
     h_dft `[(part_out, u), (h, part_in)]` `[2U, 2H]`: the complex DFT along h;

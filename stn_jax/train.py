@@ -268,7 +268,7 @@ def _loss_and_errors(logits, labels):
 
 
 def _micro_batches(x, micro_batch_size: int):
-  """`[B, ...]` -> `[B // m, m, ...]`; micro-batch i takes rows i, i + n, ...
+  """`[B, ...]` -> `[n, m, ...]` (n = B // m); micro-batch i: rows i, i + n...
 
   Strided, so that every micro-batch keeps rows of each device's shard of
   the batch (contiguous blocks along the mesh's "data" axis).
