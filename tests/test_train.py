@@ -278,6 +278,9 @@ def test_micro_batches_give_the_one_pass_step(arg):
            rng.integers(0, 10, 16).astype(np.int32))
   one_pass = jax.jit(train.train_step)
   micro = jax.jit(functools.partial(train.train_step, micro_batch_size=4))
+  # The micro-batches do run as a loop (the 4 passes of `lax.scan`).
+  assert "while" not in one_pass.lower(state, batch).as_text()
+  assert "while" in micro.lower(state, batch).as_text()
   (s1, m1), (s4, m4) = one_pass(state, batch), micro(state, batch)
   assert set(m1) == set(m4) == {"loss", "error", "grad_norm"}
   for k in m1:
