@@ -13,7 +13,10 @@ step (forward, backward, SGD update) at batch 256:
   ("fast", the default of `configs/distorted_mnist.py`, or "xla"; see
   `stn_jax.fast_layers`) and the config's `train.micro_batch_size` (64
   for the convolutional models: the batch in 4 micro-batches run one after
-  another; `--one-pass` runs every model's batch in one pass).
+  another; `--one-pass` runs every model's batch in one pass), compiled
+  with the config's `train.xla_options` ("fast": on CPU, dots through
+  Eigen rather than YNNPACK; `--xla-options default` for XLA's defaults;
+  see `stn_jax.xla_options`).
 * PyTorch: an equivalent model written here with `torch.nn` (same layers,
   widths, transformer and sampler semantics: `affine_grid`/`grid_sample`,
   and the same projective and TPS grids), `torch.optim.SGD`.
@@ -48,6 +51,7 @@ from configs import distorted_mnist
 import stn_jax
 from stn_jax import models
 from stn_jax import train
+from stn_jax import xla_options
 
 # (distortion, model, transform) rows of the benchmark.
 ROWS = (
@@ -193,10 +197,12 @@ NOTES_MARKER = "<!-- notes: kept across re-runs -->"
 
 
 def bench_row(dist, model_name, transform, *, batch, reps, warmup,
-              kernels="fast", rounds=3, min_block_s=0.0, one_pass=False):
+              kernels="fast", rounds=3, min_block_s=0.0, one_pass=False,
+              options=None):
   cfg = _config(dist, model_name, transform)
   cfg.model.kernels = kernels
   micro = None if one_pass else cfg.train.micro_batch_size
+  options = cfg.train.xla_options if options is None else options
   size = int(cfg.distortion.canvas_size)
   rng = np.random.default_rng(0)
   x = rng.random((batch, size, size, 1), np.float32)
@@ -207,7 +213,8 @@ def bench_row(dist, model_name, transform, *, batch, reps, warmup,
   state = train.create_train_state(model, tx, jax.random.key(0),
                                    canvas_size=size)
   step = jax.jit(functools.partial(train.train_step, micro_batch_size=micro),
-                 donate_argnums=0)
+                 donate_argnums=0,
+                 compiler_options=xla_options.compiler_options(options))
   xj, yj = jnp.asarray(x), jnp.asarray(y)
   t0 = time.perf_counter()
   compiled = step.lower(state, (xj, yj)).compile()
@@ -272,7 +279,7 @@ def bench_row(dist, model_name, transform, *, batch, reps, warmup,
       "torch_median_ms": 1e3 * tmed, "jax_min_ms": 1e3 * min(jt),
       "torch_min_ms": 1e3 * min(tt), "compile_s": compile_s,
       "jax_peak_bytes": peak_bytes, "reps": reps, "kernels": kernels,
-      "jax_micro_batch_size": micro,
+      "jax_micro_batch_size": micro, "xla_options": options,
       "jax_steps_timed": len(jt), "torch_steps_timed": len(tt),
   }
 
@@ -298,16 +305,17 @@ def write_markdown(rows, meta, path):
            "JAX examples/s / torch examples/s (goal: >= 1.0). JAX "
            f"conv/pool kernels: `{meta['kernels']}` (`stn_jax.fast_layers`).",
            "",
-           "| canvas | model | params | JAX micro-batch | JAX img/s | "
-           "torch img/s | ratio | goal | compile (s) | JAX peak MiB |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| canvas | model | params | JAX micro-batch | JAX XLA options | "
+           "JAX img/s | torch img/s | ratio | goal | compile (s) | "
+           "JAX peak MiB |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     peak = ("" if r["jax_peak_bytes"] is None
             else f"{r['jax_peak_bytes'] / 2**20:.0f}")
     goal = "met" if r["ratio"] >= 1.0 else f"missed ({r['ratio']:.2f}x)"
     lines.append(
         f"| {r['canvas']}x{r['canvas']} | {r['model']} | {r['num_params']} | "
-        f"{r['jax_micro_batch_size'] or r['batch']} | "
+        f"{r['jax_micro_batch_size'] or r['batch']} | {r['xla_options']} | "
         f"{r['jax_examples_per_s']:.0f} | {r['torch_examples_per_s']:.0f} | "
         f"{r['ratio']:.2f} | {goal} | {r['compile_s']:.1f} | {peak} |")
   # Keep the hand-written analysis below NOTES_MARKER of an existing file.
@@ -335,6 +343,10 @@ def main():
   parser.add_argument("--one-pass", action="store_true",
                       help="JAX steps on the whole batch in one pass, not "
                       "in the configs' micro-batches")
+  parser.add_argument("--xla-options", default=None,
+                      choices=sorted(xla_options.XLA_OPTIONS),
+                      help="the JAX step's XLA options set (default: the "
+                      "config's train.xla_options)")
   parser.add_argument("--models", default="",
                       help="comma-separated subset, e.g. cnn,st_cnn_affine")
   parser.add_argument("--json", default=None, help="write rows as JSON here")
@@ -351,7 +363,8 @@ def main():
     row = bench_row(dist, model_name, transform, batch=args.batch,
                     reps=args.reps, warmup=args.warmup,
                     kernels=args.kernels, rounds=args.rounds,
-                    min_block_s=args.min_block_s, one_pass=args.one_pass)
+                    min_block_s=args.min_block_s, one_pass=args.one_pass,
+                    options=args.xla_options)
     print(f"{dist:>4} {name:<20} JAX {row['jax_examples_per_s']:7.0f} img/s  "
           f"torch {row['torch_examples_per_s']:7.0f} img/s  "
           f"ratio {row['ratio']:.2f}  compile {row['compile_s']:.1f} s",

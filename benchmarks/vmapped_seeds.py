@@ -31,6 +31,7 @@ import numpy as np
 from configs import distorted_mnist
 from stn_jax import models
 from stn_jax import train
+from stn_jax import xla_options
 
 # (distortion, model, transform) rows.
 ROWS = (
@@ -53,11 +54,13 @@ def bench_row(dist, model_name, transform, *, seeds, reps, warmup):
   x = jnp.asarray(rng.random((seeds, batch, size, size, 1), np.float32))
   y = jnp.asarray(rng.integers(0, 10, (seeds, batch)).astype(np.int32))
 
-  # The step as training runs it (the config's micro-batches).
+  # The step as training runs it (the config's micro-batches and XLA
+  # options).
   step = functools.partial(train.train_step,
                            micro_batch_size=cfg.train.micro_batch_size)
-  seq = jax.jit(step)
-  vm = jax.jit(jax.vmap(step))
+  options = xla_options.compiler_options(cfg.train.xla_options)
+  seq = jax.jit(step, compiler_options=options)
+  vm = jax.jit(jax.vmap(step), compiler_options=options)
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
 
   # Same function: one step from the same states gives the same losses.

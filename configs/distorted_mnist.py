@@ -115,6 +115,9 @@ def _protocol(name: str) -> ml_collections.ConfigDict:
       # another (the same gradient up to float rounding); None = one pass.
       # Set by get_config (_MICRO_BATCH_SIZE).
       micro_batch_size=config_dict.placeholder(int),
+      # XLA compiler options of the train step (stn_jax.xla_options):
+      # "fast" (on CPU: dots through Eigen, not YNNPACK) | "default".
+      xla_options="fast",
       optimizer="sgd",  # "sgd" | "adam".
       momentum=0.0,  # SGD momentum (the paper: none).
       learning_rate=0.01,  # Peak / initial learning rate.

@@ -53,6 +53,7 @@ import stn_jax
 from stn_jax import data as data_lib
 from stn_jax import distortions
 from stn_jax import models
+from stn_jax import xla_options
 
 TrainState = train_state_lib.TrainState
 DATA_AXIS = "data"
@@ -183,6 +184,8 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
     if t.batch_size % t.micro_batch_size:
       _fail("train.micro_batch_size", t.micro_batch_size,
             f"None or a divisor of train.batch_size ({t.batch_size})")
+  _check_choice("train.xla_options", t.xla_options,
+                tuple(xla_options.XLA_OPTIONS))
   _check_choice("train.optimizer", t.optimizer, tuple(OPTIMIZERS))
   _check_choice("train.lr_schedule", t.lr_schedule, tuple(SCHEDULES))
   _check_float("train.learning_rate", t.learning_rate, 0.0, strict=True)
@@ -369,7 +372,9 @@ def make_step_functions(config, schedule, mesh: Mesh, *, data_key,
   * `batch_fn(step, train_images, train_labels) -> (images, labels)`, both
     sharded along the mesh's "data" axis (`make_batch_fn`).
   * `step_fn(state, batch) -> (state, metrics)`: `train_step` with the state
-    replicated and the batch sharded; the state argument is donated.
+    replicated and the batch sharded; the state argument is donated;
+    compiled with the XLA options set `config.train.xla_options`
+    (`stn_jax.xla_options`) for the mesh's platform.
   * `eval_fn(state, images, labels, weights)`: `eval_step`, batch sharded.
 
   With stacked keys (`data_key`, `distort_key` of shape `[S]`: S seeds
@@ -401,7 +406,9 @@ def make_step_functions(config, schedule, mesh: Mesh, *, data_key,
   batch_fn = jax.jit(batch, out_shardings=(data_sharding, data_sharding))
   step_fn = jax.jit(
       step, in_shardings=(replicated, (data_sharding, data_sharding)),
-      out_shardings=(replicated, replicated), donate_argnums=0)
+      out_shardings=(replicated, replicated), donate_argnums=0,
+      compiler_options=xla_options.compiler_options(
+          config.train.xla_options, platform=mesh.devices.flat[0].platform))
   eval_fn = jax.jit(evaluate_fn, in_shardings=(replicated,) + (
       test_sharding,) * 3, out_shardings=replicated)
   return batch_fn, step_fn, eval_fn

@@ -132,6 +132,7 @@ def test_config_is_locked():
     ("train.momentum", 1.5, "train.momentum"),
     ("train.micro_batch_size", 5, "train.micro_batch_size"),  # batch 16
     ("train.micro_batch_size", 0, "train.micro_batch_size"),
+    ("train.xla_options", "turbo", "train.xla_options"),
     ("seed", -1, "seed"),
     ("model.name", "resnet", "model.name"),
     ("model.transform", "spline", "model.transform"),
