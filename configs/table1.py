@@ -35,8 +35,8 @@ from experiments import paper_results
 PROTOCOLS = ("quick", "paper", "smoke")
 
 # Models whose seeds train faster in one vmapped step than one at a time
-# (benchmarks/results/vmapped_seeds_cpu.md: FCN 1.24x, ST-FCN 1.47-1.56x;
-# CNN 0.67x and ST-CNN 0.78x, so those train one seed per process).
+# (benchmarks/results/vmapped_seeds_cpu.md: FCN 1.84x, ST-FCN 1.32-1.55x;
+# CNN 0.64x and ST-CNN 0.68x, so those train one seed per process).
 VMAP_SEEDS_MODELS = ("fcn", "st_fcn")
 
 
