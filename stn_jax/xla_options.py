@@ -5,8 +5,8 @@
 `jax.jit(train_step, compiler_options=...)` on that platform; a platform
 without an entry compiles with XLA's defaults. The options change which
 library runs an operation, not what is computed: results are the same up to
-float rounding (`tests/test_train.py` checks the step's loss, metrics and
-update against the default compilation).
+float rounding (`tests/test_xla_options.py` checks the step's loss, metrics
+and update against the default compilation's).
 
 * "default": XLA's own choices everywhere.
 * "fast": on CPU, dots (matmuls) run through XLA's Eigen-based dot instead of
@@ -19,7 +19,8 @@ update against the default compilation).
   as well made ST-FCN steps 3.5x slower, so only the dots move.
 
 The option names are XLA's (`xla/debug_options_flags.cc`) and experimental:
-a jaxlib that drops one fails at compile time with XLA's error naming it.
+a jaxlib that drops one fails at compile time with XLA's error naming it
+("No such compile option: ..."), not silently.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ XLA_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
     "fast": {
         "cpu": {
             # YNNPACK fusions for reductions only (not dots, not elementwise).
-            "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE",
+            "xla_cpu_experimental_ynn_fusion_type":
+                "LIBRARY_FUSION_TYPE_REDUCE",
         },
     },
 }
