@@ -5,13 +5,12 @@ import re
 
 import jax
 import numpy as np
-import optax
 import pytest
 
 from configs import distorted_mnist
-from stn_jax import models
 from stn_jax import train
 from stn_jax import xla_options
+from tests import _steps
 
 # A YNNPACK fusion built around a dot (a matmul of the dense layers).
 _YNN_DOT = re.compile(r"%ynn_fusion[.\d]* = [^\n]*/dot_general")
@@ -33,22 +32,10 @@ def test_unknown_name_is_rejected():
     xla_options.compiler_options("turbo")
 
 
-def _step_and_batch(arg):
-  cfg = distorted_mnist.get_config(arg)
-  model = models.build_model(cfg.model, canvas_size=28)
-  # SGD with rate 1: the parameters move by minus the gradient.
-  state = train.create_train_state(model, optax.sgd(1.0), jax.random.key(0),
-                                   canvas_size=28)
-  rng = np.random.default_rng(0)
-  batch = (rng.random((16, 28, 28, 1), np.float32),
-           rng.integers(0, 10, 16).astype(np.int32))
-  return state, batch
-
-
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="CPU options")
 @pytest.mark.parametrize("arg", ["r,fcn,smoke", "r,st_cnn,tps,smoke"])
 def test_fast_options_move_the_dots_and_keep_the_step(arg):
-  state, batch = _step_and_batch(arg)
+  state, batch = _steps.sgd_state_and_batch(arg)
   steps = {name: jax.jit(train.train_step,
                          compiler_options=xla_options.compiler_options(name))
            for name in ("default", "fast")}
@@ -60,12 +47,7 @@ def test_fast_options_move_the_dots_and_keep_the_step(arg):
   (s0, m0), (s1, m1) = (steps[n](state, batch) for n in ("default", "fast"))
   for k in m0:
     np.testing.assert_allclose(m1[k], m0[k], rtol=2e-5, err_msg=k)
-  moved = lambda s: [np.asarray(b) - np.asarray(a) for a, b in zip(
-      jax.tree.leaves(state.params), jax.tree.leaves(s.params))]
-  scale = max(np.abs(g).max() for g in moved(s0))
-  assert scale > 0
-  for g0, g1 in zip(moved(s0), moved(s1)):
-    np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-5 * scale)
+  _steps.assert_same_update(state, s0, s1)
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="CPU options")
@@ -73,7 +55,7 @@ def test_fast_options_move_the_dots_and_keep_the_step(arg):
 def test_step_function_compiles_with_the_configs_options(name, ynn_dots):
   cfg = distorted_mnist.get_config("r,fcn,smoke")
   cfg.train.xla_options = name
-  state, batch = _step_and_batch("r,fcn,smoke")
+  state, batch = _steps.sgd_state_and_batch("r,fcn,smoke")
   _, step_fn, _ = train.make_step_functions(
       cfg, None, train.make_mesh(jax.devices()[:1]),
       data_key=jax.random.key(1), distort_key=jax.random.key(2))
