@@ -86,6 +86,8 @@ def _classifier(model: str, width: int) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       filters=(width, 2 * width),  # Channels of the 2 convolutions.
       kernel_sizes=(9, 7),  # Square kernel sizes (the paper's 9x9, 7x7).
+      # "SAME" | "VALID" (no padding: Torch7's default, docs/reproduction.md).
+      padding="SAME",
   ))
 
 
@@ -126,6 +128,9 @@ def _protocol(name: str) -> ml_collections.ConfigDict:
       lr_decay_factor=0.1,  # ... by this factor.
       warmup_steps=0,  # Linear warm-up steps ("cosine" only).
       weight_decay=0.0,  # Decoupled weight decay (the paper: none).
+      # Learning-rate multiplier of the transformer's localisation net and
+      # regression layer (ST models; 1.0: the same rate as the classifier).
+      localizer_lr_multiplier=1.0,
       checkpoint_every=5_000,  # Checkpoint every this many steps (and at end).
       max_checkpoints_to_keep=2,  # Older checkpoints are deleted.
       eval_every=10_000,  # Evaluate on the test set every this many steps.
@@ -199,7 +204,11 @@ def get_config(arg: str = "rts,st_cnn,affine,quick") -> ml_collections.ConfigDic
       # Transform family of ST models (stn_jax.TRANSFORMS); None otherwise.
       transform=transform if transform else config_dict.placeholder(str),
       tps_num_points=16,  # TPS control points (a perfect square).
-      st_downsample=_ST_DOWNSAMPLE[dist],  # Output grid = canvas / this.
+      st_downsample=_ST_DOWNSAMPLE[dist],  # Output size = canvas / this.
+      # How the output is made smaller (stn_jax.models.ST_DOWNSAMPLE_BY):
+      # "grid" samples onto the small grid; "avg_pool" samples the full
+      # canvas and average-pools by st_downsample (less aliasing).
+      st_downsample_by="grid",
       align_corners=True,  # The paper's grid convention (linspace(-1, 1)).
       sampling_method="bilinear",  # Sampler kernel of the transformer.
       padding_mode="zeros",  # What the transformer reads outside the input.

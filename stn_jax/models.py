@@ -44,6 +44,12 @@ from stn_jax import fast_layers
 from stn_jax import fast_warp
 
 NUM_CLASSES = 10
+# Padding of the classifier CNN's convolutions.
+CONV_PADDINGS = ("SAME", "VALID")
+# How a transformer makes an output smaller than its input
+# (`model.st_downsample_by`): "grid" samples onto the smaller grid directly;
+# "avg_pool" samples the full-size grid, then average-pools (less aliasing).
+ST_DOWNSAMPLE_BY = ("grid", "avg_pool")
 
 
 def _check_images(x) -> None:
@@ -100,11 +106,14 @@ class CNN(nn.Module):
     kernel_sizes: `(k1, k2)` square kernel sizes (the paper's 9 and 7).
     num_classes: number of outputs.
     kernels: convolution / pooling implementation ("fast" or "xla").
+    padding: "SAME" (the output of each convolution keeps its input's size)
+      or "VALID" (no padding: Torch7's and Caffe's default).
   """
   filters: Sequence[int]
   kernel_sizes: Sequence[int] = (9, 7)
   num_classes: int = NUM_CLASSES
   kernels: str = "fast"
+  padding: str = "SAME"
 
   @nn.compact
   def __call__(self, x):
@@ -114,9 +123,18 @@ class CNN(nn.Module):
       raise ValueError(
           f"`filters` {tuple(self.filters)} and `kernel_sizes` "
           f"{tuple(self.kernel_sizes)} must have the same length.")
+    if self.padding not in CONV_PADDINGS:
+      raise ValueError(f"`padding` must be one of {list(CONV_PADDINGS)}, got "
+                       f"{self.padding!r}.")
     conv, pool = _kernels(self.kernels)
     for i, (f, k) in enumerate(zip(self.filters, self.kernel_sizes)):
-      x = nn.Conv(f, (k, k), padding="SAME", name=f"conv{i}",
+      if self.padding == "VALID" and min(x.shape[1:3]) < k + 1:
+        raise ValueError(
+            f"CNN: convolution {i} ({k}x{k}, VALID, then a 2x2 max-pool) "
+            f"needs a map of at least {k + 1}x{k + 1} pixels, got "
+            f"{x.shape[1]}x{x.shape[2]}; use \"SAME\" padding or a larger "
+            f"input.")
+      x = nn.Conv(f, (k, k), padding=self.padding, name=f"conv{i}",
                   conv_general_dilated=conv)(x)
       # pool(relu(x)) == relu(pool(x)) (ReLU is monotonic), values and
       # gradients; the ReLU on the pooled map touches 4x less memory.
@@ -219,6 +237,8 @@ class SpatialTransformerClassifier(nn.Module):
     kernels: "fast" computes grid and sampling as one fused batch operation
       (`stn_jax.fast_warp.warp`), "xla" as the vmapped `make_grid` and
       `sample`; same function.
+    output_pool: the sampled `output_size` image is average-pooled by this
+      factor (non-overlapping windows) before the classifier; 1: no pooling.
   """
   localizer: nn.Module
   classifier: nn.Module
@@ -229,6 +249,7 @@ class SpatialTransformerClassifier(nn.Module):
   method: str = "bilinear"
   padding_mode: str = "zeros"
   kernels: str = "fast"
+  output_pool: int = 1
 
   def setup(self):
     kw = dict(self.transform_kwargs)
@@ -247,9 +268,10 @@ class SpatialTransformerClassifier(nn.Module):
       x: `[B, H, W, C]` float images.
 
     Returns:
-      `(output, grid, theta)`: the resampled images `[B, h, w, C]`, the grids
-      `[B, h, w, 2]` (normalised source (x, y) of every output pixel) and the
-      flat transform parameters `[B, num_params]`.
+      `(output, grid, theta)`: the resampled images `[B, h / p, w / p, C]`
+      (`(h, w) = output_size`, p = `output_pool`), the grids `[B, h, w, 2]`
+      (normalised source (x, y) of every sampled pixel) and the flat
+      transform parameters `[B, num_params]`.
     """
     _check_images(x)
     theta = self.theta(self.localizer(x))
@@ -264,6 +286,12 @@ class SpatialTransformerClassifier(nn.Module):
         x, theta, transform=self.transform, output_size=shape,
         align_corners=self.align_corners, method=self.method,
         padding_mode=self.padding_mode, **kw)
+    p = int(self.output_pool)
+    if p > 1:
+      if shape[0] % p or shape[1] % p:
+        raise ValueError(f"`output_pool` {p} must divide `output_size` "
+                         f"{shape}.")
+      out = nn.avg_pool(out, (p, p), strides=(p, p))
     return out, grid, theta
 
   def __call__(self, x):
@@ -299,11 +327,15 @@ def _kernels_name(cfg) -> str:
 
 
 def _cnn_classifier(cfg) -> nn.Module:
+  padding = cfg.classifier.padding
+  if padding not in CONV_PADDINGS:
+    raise ValueError(f"`model.classifier.padding` must be one of "
+                     f"{list(CONV_PADDINGS)}, got {padding!r}.")
   return CNN(
       filters=_tuple("model.classifier.filters", cfg.classifier.filters, 2),
       kernel_sizes=_tuple("model.classifier.kernel_sizes",
                           cfg.classifier.kernel_sizes, 2),
-      kernels=_kernels_name(cfg))
+      kernels=_kernels_name(cfg), padding=padding)
 
 
 def _fcn_localizer(cfg) -> nn.Module:
@@ -337,6 +369,23 @@ def st_output_size(model_cfg, canvas_size: int) -> tuple:
   return (canvas_size // d, canvas_size // d)
 
 
+def st_sampling(model_cfg, canvas_size: int) -> tuple:
+  """`(sampled grid (h, w), average-pool factor)` of a transformer.
+
+  "grid" samples the `st_output_size` grid directly; "avg_pool" samples the
+  full canvas and average-pools it by `st_downsample`. Both give the
+  classifier an image of `st_output_size`.
+  """
+  out = st_output_size(model_cfg, canvas_size)
+  by = model_cfg.st_downsample_by
+  if by not in ST_DOWNSAMPLE_BY:
+    raise ValueError(f"`model.st_downsample_by` must be one of "
+                     f"{list(ST_DOWNSAMPLE_BY)}, got {by!r}.")
+  if by == "grid":
+    return out, 1
+  return (canvas_size, canvas_size), int(model_cfg.st_downsample)
+
+
 def _plain(classifier_fn) -> Callable:
   def build(model_cfg, *, canvas_size: int) -> nn.Module:
     del canvas_size  # A plain classifier sees the whole canvas.
@@ -346,10 +395,10 @@ def _plain(classifier_fn) -> Callable:
 
 def _st(localizer_fn, classifier_fn) -> Callable:
   def build(model_cfg, *, canvas_size: int) -> nn.Module:
+    sampled, pool = st_sampling(model_cfg, canvas_size)
     return SpatialTransformerClassifier(
         localizer=localizer_fn(model_cfg), classifier=classifier_fn(model_cfg),
-        transform=model_cfg.transform,
-        output_size=st_output_size(model_cfg, canvas_size),
+        transform=model_cfg.transform, output_size=sampled, output_pool=pool,
         transform_kwargs=transform_kwargs(model_cfg),
         align_corners=bool(model_cfg.align_corners),
         method=model_cfg.sampling_method, padding_mode=model_cfg.padding_mode,
@@ -359,9 +408,9 @@ def _st(localizer_fn, classifier_fn) -> Callable:
 
 # name -> builder(model_cfg, *, canvas_size) -> nn.Module. `model_cfg` is the
 # `model` field of `configs/distorted_mnist.py`: `classifier` (FCN: `hidden`;
-# CNN: `filters`, `kernel_sizes`), `kernels` (CNN / ST-CNN), for ST models `localizer` (FCN: `hidden`;
+# CNN: `filters`, `kernel_sizes`, `padding`), `kernels` (CNN / ST-CNN), for ST models `localizer` (FCN: `hidden`;
 # CNN: `filters`, `kernel_size`, `hidden`, `input_downsample`), `transform`,
-# `tps_num_points`, `st_downsample`, `align_corners`, `sampling_method`,
+# `tps_num_points`, `st_downsample`, `st_downsample_by`, `align_corners`, `sampling_method`,
 # `padding_mode`.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "fcn": _plain(_fcn_classifier),

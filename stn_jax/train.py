@@ -109,7 +109,8 @@ def _check_keys(key: str, cfg, expected):
         f"{sorted(got)}.")
 
 
-_CLASSIFIER_FIELDS = {"fcn": ("hidden",), "cnn": ("filters", "kernel_sizes")}
+_CLASSIFIER_FIELDS = {"fcn": ("hidden",),
+                      "cnn": ("filters", "kernel_sizes", "padding")}
 _LOCALIZER_FIELDS = {
     "st_fcn": ("hidden",),
     "st_cnn": ("input_downsample", "filters", "kernel_size", "hidden"),
@@ -144,6 +145,8 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
   else:
     _check_ints("model.classifier.filters", m.classifier.filters, 2)
     _check_ints("model.classifier.kernel_sizes", m.classifier.kernel_sizes, 2)
+    _check_choice("model.classifier.padding", m.classifier.padding,
+                  models.CONV_PADDINGS)
   if m.name in models.ST_MODELS:
     _check_choice("model.transform", m.transform, tuple(stn_jax.TRANSFORMS))
     _check_keys("model.localizer", m.localizer, _LOCALIZER_FIELDS[m.name])
@@ -163,6 +166,8 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
     if canvas % m.st_downsample:
       _fail("model.st_downsample", m.st_downsample,
             f"a divisor of the canvas size {canvas}")
+    _check_choice("model.st_downsample_by", m.st_downsample_by,
+                  models.ST_DOWNSAMPLE_BY)
     _check_choice("model.sampling_method", m.sampling_method,
                   tuple(stn_jax.METHODS))
     _check_choice("model.padding_mode", m.padding_mode,
@@ -194,6 +199,11 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
     _fail("train.momentum", t.momentum, "in [0, 1)")
   _check_float("train.lr_decay_factor", t.lr_decay_factor, 0.0, strict=True)
   _check_float("train.weight_decay", t.weight_decay)
+  _check_float("train.localizer_lr_multiplier", t.localizer_lr_multiplier,
+               0.0, strict=True)
+  if m.name not in models.ST_MODELS and t.localizer_lr_multiplier != 1.0:
+    _fail("train.localizer_lr_multiplier", t.localizer_lr_multiplier,
+          f"1.0 for model {m.name!r} (it has no spatial transformer)")
   if t.lr_schedule == "cosine" and t.warmup_steps >= t.num_steps:
     _fail("train.warmup_steps", t.warmup_steps,
           f"< train.num_steps ({t.num_steps}) for the cosine schedule")
@@ -240,12 +250,34 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
 }
 
 
+# Top-level parameter collections of an ST model that belong to the
+# transformer (`stn_jax.models.SpatialTransformerClassifier`).
+TRANSFORMER_PARAMS = ("localizer", "theta")
+
+
+def _transformer_labels(params):
+  """"transformer" for the localisation net's leaves, "other" otherwise."""
+  return {k: jax.tree.map(
+      lambda _, k=k: "transformer" if k in TRANSFORMER_PARAMS else "other", v)
+          for k, v in params.items()}
+
+
 def make_optimizer(train_cfg) -> tuple:
-  """`(optax transformation, learning-rate schedule)` of `config.train`."""
+  """`(optax transformation, learning-rate schedule)` of `config.train`.
+
+  `localizer_lr_multiplier` m != 1 scales the updates of the transformer's
+  parameters (`TRANSFORMER_PARAMS`) by m: for SGD (with or without
+  momentum) that is a learning rate m times the schedule's.
+  """
   schedule = SCHEDULES[train_cfg.lr_schedule](train_cfg)
   tx = OPTIMIZERS[train_cfg.optimizer](schedule, train_cfg)
   if train_cfg.weight_decay:
     tx = optax.chain(optax.add_decayed_weights(train_cfg.weight_decay), tx)
+  m = float(train_cfg.localizer_lr_multiplier)
+  if m != 1.0:
+    tx = optax.chain(tx, optax.multi_transform(
+        {"transformer": optax.scale(m), "other": optax.identity()},
+        _transformer_labels))
   return tx, schedule
 
 

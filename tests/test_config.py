@@ -140,6 +140,9 @@ def test_config_is_locked():
     ("model.st_downsample", 4, "model.st_downsample"),
     ("model.sampling_method", "lanczos", "model.sampling_method"),
     ("model.classifier.filters", (32,), "model.classifier.filters"),
+    ("model.classifier.padding", "FULL", "model.classifier.padding"),
+    ("model.st_downsample_by", "max_pool", "model.st_downsample_by"),
+    ("train.localizer_lr_multiplier", 0.0, "train.localizer_lr_multiplier"),
     ("distortion.max_rotation_deg", -1.0, "max_rotation_deg"),
     ("distortion_name", "r", "distortion"),  # rts numbers do not fit "r"
     ("data.num_test_examples", 0, "data.num_test_examples"),
@@ -154,6 +157,13 @@ def test_validate_config_rejects(key, value, match):
     node = node[part]
   node[leaf] = value
   with pytest.raises(ValueError, match=match):
+    train.validate_config(cfg)
+
+
+def test_validate_config_rejects_localizer_lr_on_plain_model():
+  cfg = distorted_mnist.get_config("rts,cnn,smoke")
+  cfg.train.localizer_lr_multiplier = 0.1
+  with pytest.raises(ValueError, match="train.localizer_lr_multiplier"):
     train.validate_config(cfg)
 
 

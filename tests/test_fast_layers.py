@@ -215,9 +215,15 @@ def test_max_pool_bad_input():
 
 
 @pytest.mark.parametrize("arg", ["r,cnn", "rts,cnn", "r,st_cnn,affine",
-                                 "rts,st_cnn,tps", "r,st_fcn,projective"])
+                                 "rts,st_cnn,tps", "r,st_fcn,projective",
+                                 "r,cnn,valid", "rts,st_cnn,affine,valid"])
 def test_models_fast_and_xla_kernels_agree(arg):
+  arg, valid = arg.removesuffix(",valid"), arg.endswith(",valid")
   cfg = distorted_mnist.get_config(arg + ",smoke")
+  if valid:  # No padding; the RTS transformer keeps the full 42x42 canvas.
+    cfg.model.classifier.padding = "VALID"
+    if "st_" in arg:
+      cfg.model.st_downsample = 1
   size = int(cfg.distortion.canvas_size)
   built = {}
   for kernels in ("fast", "xla"):

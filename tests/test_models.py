@@ -102,6 +102,41 @@ def test_identity_init_is_classifier_on_resampled_input(name, transform, dist):
     np.testing.assert_allclose(out, x, atol=1e-5)
 
 
+def test_valid_padding_cnn_shapes_and_counts():
+  cfg = distorted_mnist.get_config("r,cnn")
+  cfg.model.classifier.padding = "VALID"
+  model = models.build_model(cfg.model, canvas_size=28)
+  # 28 -> conv 9x9 -> 20 -> pool -> 10 -> conv 7x7 -> 4 -> pool -> 2.
+  expected = (81 * 32 + 32) + (49 * 32 * 64 + 64) + (2 * 2 * 64 * 10 + 10)
+  assert models.param_count(model, canvas_size=28) == expected
+  # RTS's 21x21 transformer output is too small for two VALID convolutions.
+  cfg = distorted_mnist.get_config("rts,st_cnn")
+  cfg.model.classifier.padding = "VALID"
+  model = models.build_model(cfg.model, canvas_size=42)
+  with pytest.raises(ValueError, match="convolution 1.*VALID.*6x6"):
+    models.param_count(model, canvas_size=42)
+
+
+@pytest.mark.parametrize("name", ["st_fcn", "st_cnn"])
+def test_avg_pool_downsampling_at_identity_is_the_pooled_input(name):
+  cfg = distorted_mnist.get_config(f"rts,{name},affine")
+  cfg.model.st_downsample_by = "avg_pool"
+  model = models.build_model(cfg.model, canvas_size=42)
+  x = jax.random.uniform(jax.random.key(2), (2, 42, 42, 1))
+  params = _init(model, 42)
+  out, grid, _ = jax.jit(lambda p, x: model.apply(
+      {"params": p}, x, method=model.transform_input))(params, x)
+  # The identity grid at full size (align_corners) reads every pixel; the
+  # classifier then sees the mean of each 2x2 block.
+  assert grid.shape == (2, 42, 42, 2)
+  expected = np.asarray(x).reshape(2, 21, 2, 21, 2, 1).mean(axis=(2, 4))
+  np.testing.assert_allclose(out, expected, atol=1e-5)
+  grid_model = models.build_model(
+      distorted_mnist.get_config(f"rts,{name},affine").model, canvas_size=42)
+  assert models.param_count(model, canvas_size=42) == models.param_count(
+      grid_model, canvas_size=42)
+
+
 def test_localizer_gets_gradient_at_identity():
   # At the identity the sampling points sit on pixel centres; the sampler's
   # sub-gradient there must not vanish, or the transformer never moves.

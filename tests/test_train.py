@@ -17,6 +17,7 @@ import textwrap
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -357,3 +358,28 @@ def test_nan_loss_stops_with_the_step_and_keeps_good_checkpoint(
   assert kept and kept[-1] == bad_step - 1
   params = _restore_params(workdir, kept[-1])
   assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(params))
+
+
+def test_localizer_lr_multiplier_scales_only_the_transformer_update():
+  cfg = distorted_mnist.get_config("r,st_fcn,affine,smoke")
+  cfg.train.optimizer, cfg.train.momentum = "sgd", 0.9
+  model = models.build_model(cfg.model, canvas_size=28)
+  params = models.init_params(model, jax.random.key(0), canvas_size=28)
+  # Any gradient will do; every leaf non-zero.
+  grads = jax.tree.map(
+      lambda p: jnp.linspace(-1.0, 2.0, p.size).reshape(p.shape), params)
+  updates = {}
+  for m in (1.0, 0.1):
+    cfg.train.localizer_lr_multiplier = m
+    tx, _ = train.make_optimizer(cfg.train)
+    opt_state = tx.init(params)
+    for _ in range(2):  # The second update includes the momentum buffer.
+      update, opt_state = tx.update(grads, opt_state, params)
+    updates[m] = update
+  for key in updates[1.0]:
+    factor = 0.1 if key in train.TRANSFORMER_PARAMS else 1.0
+    for path, a in jax.tree_util.tree_leaves_with_path(updates[1.0][key]):
+      b = dict(jax.tree_util.tree_leaves_with_path(updates[0.1][key]))[path]
+      assert np.abs(a).max() > 0, (key, path)
+      np.testing.assert_allclose(b, factor * a, rtol=1e-6,
+                                 err_msg=f"{key}{jax.tree_util.keystr(path)}")
