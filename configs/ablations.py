@@ -32,13 +32,26 @@ READINGS = {
     "mom_h256_full": {"train.momentum": 0.9,
                       "model.classifier.hidden": "(256,256)",
                       "model.st_downsample": 1},
+    # ... or samples the full canvas and average-pools it by 2.
+    "mom_h256_avgpool": {"train.momentum": 0.9,
+                         "model.classifier.hidden": "(256,256)",
+                         "model.st_downsample_by": "avg_pool"},
+    # ... with the localisation net at a tenth of the learning rate.
+    "mom_h256_loc0.1": {"train.momentum": 0.9,
+                        "model.classifier.hidden": "(256,256)",
+                        "train.localizer_lr_multiplier": 0.1},
 }
 
 # Group name -> [(config argument, reading, seeds)].
 GROUPS = {
     "rts": [
         ("rts,st_fcn,affine,paper", "mom_h256", (0,)),
-        ("rts,st_fcn,affine,paper", "mom_h256_full", (0,)),
+    ],
+    "rts2": [
+        ("rts,st_fcn,affine,paper", "mom_h256_avgpool", (0,)),
+        ("r,st_fcn,affine,paper", "mom_h256", (0,)),
+        ("r,fcn,paper", "mom_h256", (0,)),
+        ("rts,st_fcn,affine,paper", "mom_h256_loc0.1", (0,)),
     ],
 }
 

@@ -552,6 +552,22 @@ def save_transforms_png(path: str, model, state, images, *,
   plt.close(fig)
 
 
+def read_eval_curve(metrics_path: str) -> list:
+  """`[[step, test_error], ...]` (step order) from a run's `metrics.jsonl`.
+
+  A step evaluated twice (a resumed run repeats its last evaluation) keeps
+  its last value; a missing file gives `[]`.
+  """
+  curve = {}
+  if os.path.exists(metrics_path):
+    with open(metrics_path) as f:
+      for line in f:
+        row = json.loads(line)
+        if "test_error" in row:
+          curve[int(row["step"])] = float(row["test_error"])
+  return [[k, curve[k]] for k in sorted(curve)]
+
+
 def _device_description() -> str:
   devices = jax.devices()
   return f"{len(devices)}x {devices[0].platform}:{devices[0].device_kind}"
@@ -583,7 +599,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     protocol, seed, num_params, steps, test_error (%), test_loss,
     num_test_examples, wall_time_s (this process), examples_per_s (training
     only, per model), seeds_in_step (1 here), device, num_devices,
-    resumed_from_step, config.
+    resumed_from_step, eval_curve ([[step, test_error], ...] of every
+    evaluation, from `metrics.jsonl`), config.
 
   Raises:
     ValueError: invalid config, data or device count.
@@ -828,6 +845,8 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
         "device": _device_description(),
         "num_devices": int(num_devices),
         "resumed_from_step": int(start_step),
+        # Test error (%) at every evaluation: the learning curve.
+        "eval_curve": read_eval_curve(os.path.join(d, "metrics.jsonl")),
         "config": json.loads(seed_config.to_json_best_effort()),
     }
     if is_main:

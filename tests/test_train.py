@@ -117,6 +117,11 @@ def test_smoke_end_to_end_on_mock_data(mock_dir, tmp_path, monkeypatch):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     records = [json.loads(line) for line in f]
   assert any("test_error" in r for r in records)
+  # The learning curve: every evaluation (smoke: eval_every = num_steps).
+  assert on_disk["eval_curve"] == [[r["step"], r["test_error"]]
+                                   for r in records if "test_error" in r]
+  assert on_disk["eval_curve"][-1] == [cfg.train.num_steps,
+                                       results["test_error"]]
   assert {"train_loss", "learning_rate", "examples_per_s"} <= set(
       k for r in records for k in r)
   assert _checkpoint_steps(workdir)[-1] == cfg.train.num_steps
