@@ -40,6 +40,13 @@ READINGS = {
     "mom_h256_loc0.1": {"train.momentum": 0.9,
                         "model.classifier.hidden": "(256,256)",
                         "train.localizer_lr_multiplier": 0.1},
+    # Momentum and the classifier widths that give every model of a column
+    # about 400k parameters (one account of the paper's appendix; computed
+    # with stn_jax.models.param_count): RTS FCN 202, RTS ST-FCN 401.
+    "mom_h202": {"train.momentum": 0.9,
+                 "model.classifier.hidden": "(202,202)"},
+    "mom_h401": {"train.momentum": 0.9,
+                 "model.classifier.hidden": "(401,401)"},
 }
 
 # Group name -> [(config argument, reading, seeds)].
@@ -52,6 +59,10 @@ GROUPS = {
         ("r,st_fcn,affine,paper", "mom_h256", (0,)),
         ("r,fcn,paper", "mom_h256", (0,)),
         ("rts,st_fcn,affine,paper", "mom_h256_loc0.1", (0,)),
+    ],
+    "rts3": [
+        ("rts,fcn,paper", "mom_h202", (0,)),
+        ("rts,st_fcn,affine,paper", "mom_h401", (0,)),
     ],
 }
 
