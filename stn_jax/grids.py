@@ -11,7 +11,9 @@ Conventions (shared by the whole package, and equal to PyTorch's
   `linspace(-1, 1, n)` target grid); with `align_corners=False` they are the
   outer edges of the corner pixels, so pixel `i` of `n` has centre
   `(2 i + 1) / n - 1`.
-* Every function builds the grid of ONE example; batch with `jax.vmap`.
+* Every function builds the grid of ONE example; batch with `jax.vmap`, e.g.
+  `jax.vmap(affine_grid, in_axes=(0, None))(thetas, (h, w))`. A batch (or a
+  torch-style `(N, C, H, W)` size) is refused with a message naming that call.
 """
 
 import functools
@@ -51,7 +53,10 @@ def base_grid(shape, *, align_corners: bool = False) -> jnp.ndarray:
     float32 `[h, w, 3]` of (x, y, 1) or `[d, h, w, 4]` of (x, y, z, 1).
   """
   if len(shape) not in (2, 3):
-    raise ValueError(f"`shape` must be (h, w) or (d, h, w), got {shape!r}.")
+    hint = (_checks.spatial_size_hint(shape, len(shape) - 2)
+            if len(shape) in (4, 5) else "")
+    raise ValueError(
+        f"`shape` must be (h, w) or (d, h, w), got {shape!r}.{hint}")
   shape = _checks.check_output_shape("shape", shape, len(shape))
   axes = [_normalized_centres(n, align_corners) for n in shape]
   # meshgrid in (…, y, x) order; coordinates are stored as (x, y[, z]).
@@ -61,17 +66,34 @@ def base_grid(shape, *, align_corners: bool = False) -> jnp.ndarray:
 
 
 def _as_float(x) -> jnp.ndarray:
+  """`x` as a jax array; integer and bool inputs become float32."""
   x = jnp.asarray(x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     x = x.astype(jnp.float32)
   return x
 
 
+def _vmap_call(fn: str, arg: str, shape, ndim: int) -> str:
+  """`jax.vmap(stn_jax.<fn>, in_axes=(0, None))(<arg>, <shape>)` as text."""
+  size = _SPATIAL_NAMES[ndim]
+  try:
+    if len(shape) == ndim:
+      size = repr(tuple(int(s) for s in shape))
+  except (TypeError, ValueError):
+    pass
+  return f"jax.vmap(stn_jax.{fn}, in_axes=(0, None))({arg}, {size})"
+
+
+_SPATIAL_NAMES = {2: "(h, w)", 3: "(d, h, w)"}
+
+
 def affine_grid(theta, shape, *, align_corners: bool = False) -> jnp.ndarray:
   """Affine grid: source (x, y) = theta @ (x_t, y_t, 1).
 
   Equals `torch.nn.functional.affine_grid(theta[None], (1, C, h, w),
-  align_corners)[0]`.
+  align_corners)[0]`. One example: for a batch `thetas [B, 2, 3]`, use
+  `jax.vmap(stn_jax.affine_grid, in_axes=(0, None))(thetas, (h, w))`
+  (-> `[B, h, w, 2]`).
 
   Args:
     theta: `[2, 3]` affine matrix in normalised coordinates, mapping output
@@ -84,7 +106,8 @@ def affine_grid(theta, shape, *, align_corners: bool = False) -> jnp.ndarray:
     integer input).
   """
   theta = _as_float(theta)
-  _checks.check_shape("theta", theta, (2, 3), "(a 2x3 affine matrix)")
+  _checks.check_shape("theta", theta, (2, 3), "(a 2x3 affine matrix)",
+                      batch_call=_vmap_call("affine_grid", "thetas", shape, 2))
   shape = _checks.check_output_shape("shape", shape, 2)
   base = base_grid(shape, align_corners=align_corners).astype(theta.dtype)
   return _apply_matrix(base, theta)
@@ -111,7 +134,8 @@ def affine_grid_3d(theta, shape, *, align_corners: bool = False) -> jnp.ndarray:
   """3D affine grid: source (x, y, z) = theta @ (x_t, y_t, z_t, 1).
 
   Equals `torch.nn.functional.affine_grid(theta[None], (1, C, d, h, w),
-  align_corners)[0]`.
+  align_corners)[0]`. One example: batch with
+  `jax.vmap(stn_jax.affine_grid_3d, in_axes=(0, None))(thetas, (d, h, w))`.
 
   Args:
     theta: `[3, 4]` affine matrix in normalised coordinates (output -> input).
@@ -122,16 +146,23 @@ def affine_grid_3d(theta, shape, *, align_corners: bool = False) -> jnp.ndarray:
     `[d, h, w, 3]` grid of (x, y, z) source coordinates.
   """
   theta = _as_float(theta)
-  _checks.check_shape("theta", theta, (3, 4), "(a 3x4 affine matrix)")
+  _checks.check_shape("theta", theta, (3, 4), "(a 3x4 affine matrix)",
+                      batch_call=_vmap_call("affine_grid_3d", "thetas", shape,
+                                            3))
   shape = _checks.check_output_shape("shape", shape, 3)
   base = base_grid(shape, align_corners=align_corners).astype(theta.dtype)
   return _apply_matrix(base, theta)
 
 
 def attention_params_to_affine(params) -> jnp.ndarray:
-  """(s, tx, ty) `[3]` -> the affine `[2, 3]` [[s, 0, tx], [0, s, ty]]."""
+  """(s, tx, ty) `[3]` -> the affine `[2, 3]` [[s, 0, tx], [0, s, ty]].
+
+  One example; batch with `jax.vmap`.
+  """
   params = _as_float(params)
-  _checks.check_shape("params", params, (3,), "(scale, tx, ty)")
+  _checks.check_shape(
+      "params", params, (3,), "(scale, tx, ty)",
+      batch_call="jax.vmap(stn_jax.grids.attention_params_to_affine)(params)")
   s, tx, ty = params[0], params[1], params[2]
   zero = jnp.zeros_like(s)
   return jnp.stack([jnp.stack([s, zero, tx]), jnp.stack([zero, s, ty])])
@@ -146,22 +177,43 @@ def attention_grid(params, shape, *, align_corners: bool = False) -> jnp.ndarray
     align_corners: normalisation convention (see module docstring).
 
   Returns:
-    `[h, w, 2]` grid of (x, y) source coordinates.
+    `[h, w, 2]` grid of (x, y) source coordinates. One example; batch with
+    `jax.vmap(stn_jax.attention_grid, in_axes=(0, None))(params, (h, w))`.
   """
+  params = _as_float(params)
+  _checks.check_shape("params", params, (3,), "(scale, tx, ty)",
+                      batch_call=_vmap_call("attention_grid", "params", shape,
+                                            2))
   return affine_grid(attention_params_to_affine(params), shape,
                      align_corners=align_corners)
 
 
-def projective_matrix(h) -> jnp.ndarray:
-  """Returns the `[3, 3]` matrix of `h` given as `[3, 3]` or `[8]` (h33 = 1)."""
+def projective_matrix(h, *, name: str = "h",
+                      batch_call: str | None = None) -> jnp.ndarray:
+  """Returns the `[3, 3]` matrix of `h` given as `[3, 3]` or `[8]` (h33 = 1).
+
+  Args:
+    h: a homography, `[3, 3]` or `[8]` (its first 8 row-major entries).
+    name: the argument's name in the error message.
+    batch_call: the `jax.vmap` call suggested when `h` looks like a batch
+      (default: one of `projective_matrix` itself).
+
+  Returns:
+    `[3, 3]` matrix, dtype of `h` (float32 for integer input).
+  """
   h = _as_float(h)
   if h.shape == (8,):
     return jnp.concatenate([h, jnp.ones((1,), h.dtype)]).reshape(3, 3)
   if h.shape == (3, 3):
     return h
+  batched = (_checks.looks_batched(h.shape, (8,))
+             or _checks.looks_batched(h.shape, (3, 3)))
+  hint = _checks.batch_hint(
+      batch_call or f"jax.vmap(stn_jax.grids.projective_matrix)({name})"
+  ) if batched else ""
   raise ValueError(
-      "`h` must have shape [3, 3] (a homography) or [8] (its first 8 "
-      f"row-major entries, h33 = 1), got shape {list(h.shape)}.")
+      f"`{name}` must have shape [3, 3] (a homography) or [8] (its first 8 "
+      f"row-major entries, h33 = 1), got shape {list(h.shape)}.{hint}")
 
 
 def projective_grid(h, shape, *, align_corners: bool = False) -> jnp.ndarray:
@@ -181,9 +233,11 @@ def projective_grid(h, shape, *, align_corners: bool = False) -> jnp.ndarray:
     align_corners: normalisation convention (see module docstring).
 
   Returns:
-    `[h, w, 2]` grid of (x, y) source coordinates.
+    `[h, w, 2]` grid of (x, y) source coordinates. One example; batch with
+    `jax.vmap(stn_jax.projective_grid, in_axes=(0, None))(hs, (h, w))`.
   """
-  matrix = projective_matrix(h)
+  matrix = projective_matrix(
+      h, batch_call=_vmap_call("projective_grid", "hs", shape, 2))
   shape = _checks.check_output_shape("shape", shape, 2)
   base = base_grid(shape, align_corners=align_corners).astype(matrix.dtype)
   hom = _apply_matrix(base, matrix)
@@ -308,11 +362,15 @@ def tps_grid(control_points, shape, *, source_points=None,
     align_corners: normalisation convention of the output grid.
 
   Returns:
-    `[h, w, 2]` grid of (x, y) source coordinates.
+    `[h, w, 2]` grid of (x, y) source coordinates. One example; batch with
+    `jax.vmap(stn_jax.tps_grid, in_axes=(0, None))(control_points, (h, w))`
+    for control points `[B, K, 2]`.
   """
   control_points = _as_float(control_points)
   _checks.check_shape("control_points", control_points, (None, 2),
-                      "(K points of (x, y))")
+                      "(K points of (x, y))",
+                      batch_call=_vmap_call("tps_grid", "control_points",
+                                            shape, 2))
   shape = _checks.check_output_shape("shape", shape, 2)
   basis = tps_basis(control_points.shape[0], shape,
                     source_points=source_points,

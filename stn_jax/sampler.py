@@ -444,20 +444,62 @@ def _bicubic(image, grid, *, padding_mode, align_corners, compute_dtype):
   return out.reshape(out_shape + (channels,))
 
 
+def _batch_call(image_shape, grid_shape) -> str:
+  """The `jax.vmap` call that fits an image and a grid that do not pair up.
+
+  Returns "" unless the shapes look like a batch on one or both sides: an
+  image `[B, H, W, C]` (which `sample` reads as a volume) with grids
+  `[B, h, w, 2]` or one grid `[h, w, 2]`; one image with grids `[B, h, w, 2]`;
+  volumes `[B, D, H, W, C]`; one volume with grids `[B, d, h, w, 3]`.
+  """
+  image_rank, grid_rank = len(image_shape), len(grid_shape)
+  grid_dims = grid_shape[-1] if grid_shape else None
+  if image_rank == 4 and grid_dims == 2:  # [B, H, W, C]: a batch of images
+    if grid_rank == 4:
+      return "jax.vmap(stn_jax.sample)(images, grids)"
+    if grid_rank == 3:
+      return "jax.vmap(stn_jax.sample, in_axes=(0, None))(images, grid)"
+  if image_rank == 3 and grid_rank == 4 and grid_dims == 2:
+    return "jax.vmap(stn_jax.sample, in_axes=(None, 0))(image, grids)"
+  if image_rank == 4 and grid_rank == 5 and grid_dims == 3:
+    return "jax.vmap(stn_jax.sample, in_axes=(None, 0))(volume, grids)"
+  if image_rank == 5:  # [B, D, H, W, C]: a batch of volumes
+    if grid_rank == 5:
+      return "jax.vmap(stn_jax.sample)(volumes, grids)"
+    if grid_rank == 4:
+      return "jax.vmap(stn_jax.sample, in_axes=(0, None))(volumes, grid)"
+  return ""
+
+
 def _validate(image, grid, method, padding_mode, path):
+  """Raises a `ValueError` naming the bad argument (see `stn_jax._checks`).
+
+  Shape errors end with hints where the input looks like a common slip: a
+  batch (every function handles one example; the message names the
+  `jax.vmap` call to use) or a channels-first (torch NCHW) image.
+  """
   _checks.check_choice("method", method, METHODS)
   _checks.check_choice("path", path, PATHS)
   _checks.check_choice("padding_mode", padding_mode, PADDING_MODES)
+  layout = _checks.channels_last_hint(image.shape)
+  batch_call = _batch_call(image.shape, grid.shape)
+  hint = (_checks.batch_hint(batch_call) if batch_call else "") + layout
   if image.ndim not in (3, 4):
+    if image.ndim == 2 and not hint:
+      hint = (" A single-channel image needs its channel axis: "
+              "image[..., None] is [H, W, 1].")
     raise ValueError(
         "`image` must be [H, W, C] (2D) or [D, H, W, C] (3D, a volume), got "
-        f"shape {list(image.shape)}.")
+        f"shape {list(image.shape)}.{hint}")
   spatial = image.ndim - 1
   if grid.ndim != spatial + 1 or grid.shape[-1] != spatial:
     expected = "[h, w, 2]" if spatial == 2 else "[d, h, w, 3]"
+    read_as = ("an image [H, W, C]" if spatial == 2
+               else "a volume [D, H, W, C], as it has 4 axes")
     raise ValueError(
-        f"`grid` must be {expected} for an image of shape "
-        f"{list(image.shape)}, got shape {list(grid.shape)}.")
+        f"`grid` must be {expected} for an `image` of shape "
+        f"{list(image.shape)} (read as {read_as}), got shape "
+        f"{list(grid.shape)}.{hint}")
   if spatial == 3 and method == "bicubic":
     raise ValueError(
         "`method`='bicubic' supports 2D images only (as torch); use "
@@ -498,6 +540,12 @@ def sample(image, grid, *, method: str = "bilinear",
   Returns:
     `[h, w, C]` (or `[d, h, w, C]`) in `image`'s dtype. Interpolation runs in
     float32 (float64 for float64 inputs) whatever the image dtype.
+
+  One example, channels-last: for a batch `images [B, H, W, C]` and
+  `grids [B, h, w, 2]`, use `jax.vmap(stn_jax.sample)(images, grids)`
+  (-> `[B, h, w, C]`); a batch passed directly is read as one volume and
+  refused with a message naming that call, and a channels-first (torch
+  `[N, C, H, W]`) shape is named as such in the error.
   """
   image = jnp.asarray(image)
   grid = jnp.asarray(grid)

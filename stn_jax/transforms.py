@@ -12,6 +12,10 @@ as one FLAT float vector (what a localisation network regresses):
 | "tps"        | 2K         | the `[K, 2]` control points, row-major (x, y)  |
 
 "tps" takes the keyword `num_points` (K, a perfect square; default 16).
+
+Every function handles ONE example (the coordinate conversions accept any
+leading axes); batch the others with `jax.vmap`. A batch passed where one
+example is expected is refused with a message naming the `jax.vmap` call.
 """
 
 import dataclasses
@@ -106,8 +110,9 @@ def compose_affine(a, b):
     `[2, 3]` matrix of the composition.
   """
   a, b = grids._as_float(a), grids._as_float(b)
-  _checks.check_shape("a", a, (2, 3))
-  _checks.check_shape("b", b, (2, 3))
+  call = "jax.vmap(stn_jax.compose_affine)(a, b)"
+  _checks.check_shape("a", a, (2, 3), batch_call=call)
+  _checks.check_shape("b", b, (2, 3), batch_call=call)
   return jnp.matmul(_affine_to_3x3(a), _affine_to_3x3(b), precision=_HI)[:2]
 
 
@@ -121,7 +126,8 @@ def invert_affine(theta):
     `[2, 3]` matrix m with `compose_affine(m, theta)` = identity.
   """
   theta = grids._as_float(theta)
-  _checks.check_shape("theta", theta, (2, 3))
+  _checks.check_shape("theta", theta, (2, 3),
+                      batch_call="jax.vmap(stn_jax.invert_affine)(thetas)")
   linear_inv = jnp.linalg.inv(theta[:, :2])
   shift = -jnp.matmul(linear_inv, theta[:, 2], precision=_HI)
   return jnp.concatenate([linear_inv, shift[:, None]], axis=1)
@@ -141,8 +147,9 @@ def compose_projective(h1, h2):
   Returns:
     `[3, 3]` homography scaled so that its h33 is 1 (h33 must not be 0).
   """
-  m1 = grids.projective_matrix(h1)
-  m2 = grids.projective_matrix(h2)
+  call = "jax.vmap(stn_jax.compose_projective)(h1, h2)"
+  m1 = grids.projective_matrix(h1, name="h1", batch_call=call)
+  m2 = grids.projective_matrix(h2, name="h2", batch_call=call)
   return _normalize_h33(jnp.matmul(m1, m2, precision=_HI))
 
 
@@ -155,7 +162,8 @@ def invert_projective(h):
   Returns:
     `[3, 3]` inverse scaled so that its h33 is 1 (h33 must not be 0).
   """
-  return _normalize_h33(jnp.linalg.inv(grids.projective_matrix(h)))
+  return _normalize_h33(jnp.linalg.inv(grids.projective_matrix(
+      h, batch_call="jax.vmap(stn_jax.invert_projective)(hs)")))
 
 
 def projective_from_points(src, dst):
@@ -169,8 +177,11 @@ def projective_from_points(src, dst):
     `[3, 3]` H with h33 = 1 and (H [x, y, 1]) ~ [u, v, 1] for each pair.
   """
   src, dst = grids._as_float(src), grids._as_float(dst)
-  _checks.check_shape("src", src, (4, 2), "(4 points of (x, y))")
-  _checks.check_shape("dst", dst, (4, 2), "(4 points of (x, y))")
+  call = "jax.vmap(stn_jax.projective_from_points)(src, dst)"
+  _checks.check_shape("src", src, (4, 2), "(4 points of (x, y))",
+                      batch_call=call)
+  _checks.check_shape("dst", dst, (4, 2), "(4 points of (x, y))",
+                      batch_call=call)
   x, y = src[:, 0], src[:, 1]
   u, v = dst[:, 0], dst[:, 1]
   one, zero = jnp.ones_like(x), jnp.zeros_like(x)
@@ -218,28 +229,34 @@ def _fixed(name, n, identity):
   return num, ident
 
 
-def _flat(name, params, n):
+def _flat(name, params, n, shape=None):
+  """`params` as a float `[n]` vector, or a `ValueError` naming `params`."""
   params = grids._as_float(params)
-  _checks.check_shape("params", params, (n,),
-                      f"(flat parameters of transform {name!r})")
+  size = "(h, w)"
+  if shape is not None and np.ndim(shape) == 1 and len(shape) == 2:
+    size = repr(tuple(shape))
+  _checks.check_shape(
+      "params", params, (n,), f"(flat parameters of transform {name!r})",
+      batch_call=(f"jax.vmap(lambda p: stn_jax.make_grid({name!r}, p, "
+                  f"{size}))(params)"))
   return params
 
 
 def _affine_grid(params, shape, *, align_corners=False, **kw):
   _no_kwargs("affine", kw)
-  return grids.affine_grid(_flat("affine", params, 6).reshape(2, 3), shape,
+  return grids.affine_grid(_flat("affine", params, 6, shape).reshape(2, 3), shape,
                            align_corners=align_corners)
 
 
 def _attention_grid(params, shape, *, align_corners=False, **kw):
   _no_kwargs("attention", kw)
-  return grids.attention_grid(_flat("attention", params, 3), shape,
+  return grids.attention_grid(_flat("attention", params, 3, shape), shape,
                               align_corners=align_corners)
 
 
 def _projective_grid(params, shape, *, align_corners=False, **kw):
   _no_kwargs("projective", kw)
-  return grids.projective_grid(_flat("projective", params, 8), shape,
+  return grids.projective_grid(_flat("projective", params, 8, shape), shape,
                                align_corners=align_corners)
 
 
@@ -255,7 +272,7 @@ def _tps_identity(*, num_points=16):
 def _tps_grid(params, shape, *, align_corners=False, num_points=16,
               regularization=0.0):
   k2 = _tps_num_params(num_points=num_points)
-  points = _flat("tps", params, k2).reshape(num_points, 2)
+  points = _flat("tps", params, k2, shape).reshape(num_points, 2)
   return grids.tps_grid(points, shape, regularization=regularization,
                         align_corners=align_corners)
 
@@ -299,7 +316,9 @@ def make_grid(kind: str, params, shape, *, align_corners: bool = False, **kw):
     **kw: family options (tps: `num_points`, `regularization`).
 
   Returns:
-    `[h, w, 2]` grid of (x, y) source coordinates.
+    `[h, w, 2]` grid of (x, y) source coordinates. One example; for a batch
+    `params [B, num_params]`, use
+    `jax.vmap(lambda p: stn_jax.make_grid(kind, p, (h, w)))(params)`.
   """
   return get_transform(kind).grid(params, shape, align_corners=align_corners,
                                   **kw)

@@ -7,6 +7,7 @@ forms (identity, 90-degree rotation).
 
 import functools
 import itertools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -393,3 +394,75 @@ def test_tps_source_points_wrong_shape_raises():
                      source_points=np.zeros((9, 2)))
   with pytest.raises(ValueError, match="regularization"):
     stn_jax.tps_grid(np.zeros((16, 2)), (4, 4), regularization=-1.0)
+
+
+# ------------------------------------------------ hints for PyTorch habits
+
+
+@pytest.mark.parametrize("fn,args,name,call,out_shape", [
+    (stn_jax.affine_grid, (np.tile(IDENTITY, (8, 1, 1)), (5, 6)), "theta",
+     "jax.vmap(stn_jax.affine_grid, in_axes=(0, None))(thetas, (5, 6))",
+     (8, 5, 6, 2)),
+    (stn_jax.affine_grid_3d, (np.tile(np.eye(3, 4), (8, 1, 1)), (2, 5, 6)),
+     "theta",
+     "jax.vmap(stn_jax.affine_grid_3d, in_axes=(0, None))(thetas, (2, 5, 6))",
+     (8, 2, 5, 6, 3)),
+    (stn_jax.attention_grid, (np.tile([1.0, 0.0, 0.0], (8, 1)), (5, 6)),
+     "params",
+     "jax.vmap(stn_jax.attention_grid, in_axes=(0, None))(params, (5, 6))",
+     (8, 5, 6, 2)),
+    (stn_jax.projective_grid, (np.tile(np.eye(3), (8, 1, 1)), (5, 6)), "h",
+     "jax.vmap(stn_jax.projective_grid, in_axes=(0, None))(hs, (5, 6))",
+     (8, 5, 6, 2)),
+    (stn_jax.tps_grid,
+     (np.tile(stn_jax.tps_source_points(16), (8, 1, 1)), (5, 6)),
+     "control_points",
+     "jax.vmap(stn_jax.tps_grid, in_axes=(0, None))(control_points, (5, 6))",
+     (8, 5, 6, 2)),
+])
+def test_a_batch_gets_the_vmap_call_and_the_call_works(fn, args, name, call,
+                                                         out_shape):
+  batch, shape = args
+  with pytest.raises(ValueError, match=(
+      rf"(?s)^`{name}` must .*got shape {re.escape(str(list(batch.shape)))}"
+      r"\. Every stn_jax function handles ONE example; for a batch, use "
+      + re.escape(call) + r"\.$")):
+    fn(batch, shape)
+  # The suggested call is valid code that does the job.
+  arrays = {"thetas": batch, "params": batch, "hs": batch,
+            "control_points": batch, "jax": jax, "stn_jax": stn_jax}
+  out = eval(call, arrays)  # pylint: disable=eval-used
+  assert out.shape == out_shape
+  np.testing.assert_allclose(out[3], fn(batch[3], shape), atol=1e-6)
+
+
+@pytest.mark.parametrize("fn,theta,size,spatial", [
+    # torch.nn.functional.affine_grid(theta, x.size()) with x [N, C, H, W].
+    (stn_jax.affine_grid, IDENTITY, (8, 1, 28, 28), "(28, 28)"),
+    (stn_jax.affine_grid_3d, np.eye(3, 4), (8, 1, 4, 28, 28), "(4, 28, 28)"),
+])
+def test_a_torch_nchw_size_gets_the_spatial_size_and_vmap(fn, theta, size,
+                                                          spatial):
+  with pytest.raises(ValueError, match=(
+      rf"(?s)^`shape` must be .*got {re.escape(repr(size))}.*torch's "
+      rf"\(N, C, .*H, W\) size.*spatial size .*here {re.escape(spatial)}.*"
+      r"ONE example.*jax\.vmap")):
+    fn(theta, size)
+  with pytest.raises(ValueError, match=r"(?s)torch's \(N, C, H, W\) size.*"
+                     r"here \(28, 28\).*jax\.vmap"):
+    stn_jax.base_grid((8, 1, 28, 28))
+
+
+def test_an_image_shape_as_grid_size_is_told_to_drop_the_channels():
+  with pytest.raises(ValueError, match=r"(?s)`shape`.*\(28, 28, 1\).*only the "
+                     r"output's spatial size \(h, w\), without batch or channel"):
+    stn_jax.affine_grid(IDENTITY, (28, 28, 1))
+
+
+def test_no_batch_hint_where_the_shape_is_simply_wrong():
+  for fn, args in ((stn_jax.affine_grid, (np.zeros((3, 3)), (4, 4))),
+                   (stn_jax.affine_grid, (np.zeros((8, 6)), (4, 4))),
+                   (stn_jax.projective_grid, (np.zeros((9,)), (4, 4)))):
+    with pytest.raises(ValueError) as e:
+      fn(*args)
+    assert "jax.vmap" not in str(e.value), str(e.value)

@@ -7,6 +7,7 @@ numpy float64, and finite differences.
 
 import functools
 import itertools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -517,3 +518,96 @@ def test_error_message_says_what_it_got():
                    padding_mode="wrap")
   with pytest.raises(ValueError, match=r"(?s)grid.*\[3, 3, 4\]"):
     stn_jax.sample(jnp.zeros((4, 5, 1)), jnp.zeros((3, 3, 4)))
+
+
+# ------------------------------------------------ hints for PyTorch habits
+
+
+def _suggested_call(message):
+  """The `jax.vmap(...)` expression an error message suggests."""
+  return message.split("for a batch, use ", 1)[1].rsplit(".", 1)[0]
+
+
+@pytest.mark.parametrize("image_shape,grid_shape,call,out_shape", [
+    # torch's batched grid_sample habit: images [B, H, W, C], grids [B, h, w, 2].
+    ((8, 28, 28, 1), (8, 5, 6, 2), "jax.vmap(stn_jax.sample)(images, grids)",
+     (8, 5, 6, 1)),
+    ((8, 28, 28, 1), (5, 6, 2),
+     "jax.vmap(stn_jax.sample, in_axes=(0, None))(images, grid)",
+     (8, 5, 6, 1)),
+    ((28, 28, 1), (8, 5, 6, 2),
+     "jax.vmap(stn_jax.sample, in_axes=(None, 0))(image, grids)",
+     (8, 5, 6, 1)),
+    ((4, 6, 6, 1), (8, 3, 5, 6, 3),
+     "jax.vmap(stn_jax.sample, in_axes=(None, 0))(volume, grids)",
+     (8, 3, 5, 6, 1)),
+    ((8, 4, 6, 6, 1), (8, 3, 5, 6, 3),
+     "jax.vmap(stn_jax.sample)(volumes, grids)", (8, 3, 5, 6, 1)),
+])
+def test_a_batch_gets_the_vmap_call_and_the_call_works(image_shape,
+                                                         grid_shape, call,
+                                                         out_shape):
+  image = jnp.ones(image_shape)
+  grid = jnp.zeros(grid_shape)
+  with pytest.raises(ValueError, match=r"(?s)`(image|grid)` must be .*got "
+                     r"shape .*ONE example; for a batch, use "
+                     + re.escape(call) + r"\.$") as e:
+    stn_jax.sample(image, grid)
+  # It names the shape it got.
+  got = grid_shape if str(e.value).startswith("`grid`") else image_shape
+  assert f"got shape {list(got)}" in str(e.value)
+  # The suggested call is valid code that does the job.
+  names = {"images": image, "image": image, "volume": image, "volumes": image,
+           "grids": grid, "grid": grid, "jax": jax, "stn_jax": stn_jax}
+  out = eval(_suggested_call(str(e.value)), names)  # pylint: disable=eval-used
+  assert out.shape == out_shape
+  np.testing.assert_allclose(out, 1.0)  # the grid's zeros read the centre
+
+
+def test_the_batch_hint_is_given_at_trace_time_too():
+  with pytest.raises(ValueError, match=re.escape(
+      "jax.vmap(stn_jax.sample)(images, grids)")):
+    jax.jit(stn_jax.sample).lower(jnp.zeros((8, 28, 28, 1)),
+                                  jnp.zeros((8, 28, 28, 2)))
+
+
+def test_an_nchw_image_is_told_the_library_is_channels_last():
+  with pytest.raises(ValueError, match=r"(?s)channels-first.*\[N, C, H, W\].*"
+                     r"channels-last: an image is \[H, W, C\].*"
+                     r"jnp\.moveaxis\(x, 1, -1\)") as e:
+    stn_jax.sample(jnp.zeros((8, 1, 28, 28)), jnp.zeros((8, 28, 28, 2)))
+  assert "jax.vmap(stn_jax.sample)(images, grids)" in str(e.value)
+  assert "[8, 1, 28, 28]" in str(e.value)
+  # One torch image [C, H, W] with torch's grid [1, h, w, 2].
+  with pytest.raises(ValueError, match=r"(?s)\[C, H, W\].*channels-last.*"
+                     r"moveaxis\(x, 0, -1\)"):
+    stn_jax.sample(jnp.zeros((1, 28, 28)), jnp.zeros((1, 28, 28, 2)))
+  # A channels-last batch is not called channels-first.
+  with pytest.raises(ValueError) as e:
+    stn_jax.sample(jnp.zeros((8, 28, 28, 1)), jnp.zeros((8, 28, 28, 2)))
+  assert "channels-first" not in str(e.value)
+
+
+def test_an_image_without_channel_axis_is_told_to_add_one():
+  with pytest.raises(ValueError, match=r"(?s)`image`.*\[28, 28\].*"
+                     r"image\[\.\.\., None\]"):
+    stn_jax.sample(jnp.zeros((28, 28)), jnp.zeros((28, 28, 2)))
+
+
+def test_no_batch_hint_where_the_shapes_are_simply_wrong():
+  with pytest.raises(ValueError) as e:
+    stn_jax.sample(jnp.zeros((4, 5, 1)), jnp.zeros((3, 3, 4)))
+  assert "jax.vmap" not in str(e.value)
+
+
+def test_valid_single_and_vmapped_calls_still_work():
+  image = jnp.ones((28, 28, 1))
+  grid = stn_jax.affine_grid(jnp.eye(2, 3), (28, 28))
+  assert stn_jax.sample(image, grid).shape == (28, 28, 1)
+  assert stn_jax.sample(jnp.ones((4, 28, 28, 1)),
+                        jnp.zeros((2, 5, 6, 3))).shape == (2, 5, 6, 1)
+  images = jnp.ones((8, 28, 28, 1))
+  grids = jnp.broadcast_to(grid, (8, 28, 28, 2))
+  out = jax.jit(jax.vmap(stn_jax.sample))(images, grids)
+  assert out.shape == (8, 28, 28, 1)
+  np.testing.assert_allclose(out, 1.0, atol=1e-6)

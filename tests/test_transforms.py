@@ -5,6 +5,7 @@ linear solves, and exact resampling by permutations (rotations, flips).
 """
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -319,3 +320,42 @@ def test_algebra_bad_shapes_raise_naming_argument():
     stn_jax.projective_from_points(np.zeros((3, 2)), np.zeros((4, 2)))
   with pytest.raises(ValueError, match="dst"):
     stn_jax.projective_from_points(np.zeros((4, 2)), np.zeros((4, 3)))
+
+
+# ------------------------------------------------ hints for PyTorch habits
+
+
+@pytest.mark.parametrize("call_with_a_batch,suggested", [
+    (lambda b: stn_jax.make_grid("affine", b(np.ravel(IDENTITY)), (5, 6)),
+     "jax.vmap(lambda p: stn_jax.make_grid('affine', p, (5, 6)))(params)"),
+    (lambda b: stn_jax.make_grid("tps", b(stn_jax.identity_params("tps")),
+                                 (5, 6)),
+     "jax.vmap(lambda p: stn_jax.make_grid('tps', p, (5, 6)))(params)"),
+    (lambda b: stn_jax.compose_affine(b(IDENTITY), IDENTITY),
+     "jax.vmap(stn_jax.compose_affine)(a, b)"),
+    (lambda b: stn_jax.invert_affine(b(IDENTITY)),
+     "jax.vmap(stn_jax.invert_affine)(thetas)"),
+    (lambda b: stn_jax.compose_projective(np.eye(3), b(np.eye(3))),
+     "jax.vmap(stn_jax.compose_projective)(h1, h2)"),
+    (lambda b: stn_jax.invert_projective(b(np.eye(3))),
+     "jax.vmap(stn_jax.invert_projective)(hs)"),
+    (lambda b: stn_jax.projective_from_points(
+        b(np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float32)),
+        np.zeros((4, 2))),
+     "jax.vmap(stn_jax.projective_from_points)(src, dst)"),
+])
+def test_a_batch_gets_the_vmap_call(call_with_a_batch, suggested):
+  def batch(x):
+    return np.stack([np.asarray(x, np.float32)] * 8)
+  with pytest.raises(ValueError, match=r"(?s)got shape \[8, .*ONE example; "
+                     r"for a batch, use " + re.escape(suggested) + r"\.$"):
+    call_with_a_batch(batch)
+
+
+def test_suggested_make_grid_call_works():
+  params = jnp.stack([stn_jax.identity_params("affine")] * 8)
+  grids = eval(  # pylint: disable=eval-used
+      "jax.vmap(lambda p: stn_jax.make_grid('affine', p, (5, 6)))(params)",
+      {"jax": jax, "stn_jax": stn_jax, "params": params})
+  assert grids.shape == (8, 5, 6, 2)
+  np.testing.assert_allclose(grids[0], stn_jax.affine_grid(IDENTITY, (5, 6)))
