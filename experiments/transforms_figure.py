@@ -20,12 +20,12 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
-
 from configs import distorted_mnist
+from stn_jax import checkpoints
 from stn_jax import data as data_lib
 from stn_jax import distortions
 from stn_jax import models
+from stn_jax import optim
 from stn_jax import train
 
 DISTORTIONS = ("r", "rts", "p", "e", "tc")
@@ -43,16 +43,10 @@ def restore_params(workdir: str, config, canvas: int):
     raise FileNotFoundError(f"{workdir} has no results.json (run missing or "
                             f"unfinished)")
   model = models.build_model(config.model, canvas_size=canvas)
-  tx, _ = train.make_optimizer(config.train)
-  state = train.create_train_state(model, tx, jax.random.key(0),
-                                   canvas_size=canvas)
-  manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir),
-                                               "checkpoints"))
-  step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"{workdir} has no checkpoint")
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  tx, _ = optim.make_optimizer(config.train)
+  like = train.create_train_state(model, tx, jax.random.key(0),
+                                  canvas_size=canvas)
+  state, step = checkpoints.restore_latest(workdir, like)
   return model, state.params, step
 
 

@@ -33,10 +33,9 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Callable, Mapping, NamedTuple, Optional
 
 from absl import logging
-from clu import metric_writers
 from clu import periodic_actions
 from flax.training import train_state as train_state_lib
 import jax
@@ -47,13 +46,19 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 import stn_jax
+from stn_jax import checkpoints
 from stn_jax import data as data_lib
 from stn_jax import distortions
 from stn_jax import models
+from stn_jax import plotting
+from stn_jax import writers as writers_lib
 from stn_jax import xla_options
+from stn_jax.optim import make_optimizer
+from stn_jax.optim import OPTIMIZERS
+from stn_jax.optim import SCHEDULES
+from stn_jax.seeds import SeedAxis
 
 TrainState = train_state_lib.TrainState
 DATA_AXIS = "data"
@@ -218,67 +223,6 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
   _check_int("num_transform_examples", cfg.num_transform_examples, 0)
   if not isinstance(cfg.distributed, bool):
     _fail("distributed", cfg.distributed, "a bool")
-
-
-# ------------------------------------------------------------- optimiser
-
-
-def _step_schedule(t) -> optax.Schedule:
-  # The paper: lr divided by 10 every 50k steps.
-  boundaries = {int(s): float(t.lr_decay_factor)
-                for s in range(t.lr_decay_every, t.num_steps,
-                               t.lr_decay_every)}
-  return optax.piecewise_constant_schedule(t.learning_rate, boundaries)
-
-
-def _cosine_schedule(t) -> optax.Schedule:
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=t.learning_rate,
-      warmup_steps=t.warmup_steps, decay_steps=t.num_steps)
-
-
-SCHEDULES: dict[str, Callable[[Any], optax.Schedule]] = {
-    "step": _step_schedule,
-    "cosine": _cosine_schedule,
-    "constant": lambda t: optax.constant_schedule(t.learning_rate),
-}
-
-OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
-    # Plain SGD (momentum 0) is the paper's protocol.
-    "sgd": lambda lr, t: optax.sgd(lr, momentum=t.momentum or None),
-    "adam": lambda lr, t: optax.adam(lr),
-}
-
-
-# Top-level parameter collections of an ST model that belong to the
-# transformer (`stn_jax.models.SpatialTransformerClassifier`).
-TRANSFORMER_PARAMS = ("localizer", "theta")
-
-
-def _transformer_labels(params):
-  """"transformer" for the localisation net's leaves, "other" otherwise."""
-  return {k: jax.tree.map(
-      lambda _, k=k: "transformer" if k in TRANSFORMER_PARAMS else "other", v)
-          for k, v in params.items()}
-
-
-def make_optimizer(train_cfg) -> tuple:
-  """`(optax transformation, learning-rate schedule)` of `config.train`.
-
-  `localizer_lr_multiplier` m != 1 scales the updates of the transformer's
-  parameters (`TRANSFORMER_PARAMS`) by m: for SGD (with or without
-  momentum) that is a learning rate m times the schedule's.
-  """
-  schedule = SCHEDULES[train_cfg.lr_schedule](train_cfg)
-  tx = OPTIMIZERS[train_cfg.optimizer](schedule, train_cfg)
-  if train_cfg.weight_decay:
-    tx = optax.chain(optax.add_decayed_weights(train_cfg.weight_decay), tx)
-  m = float(train_cfg.localizer_lr_multiplier)
-  if m != 1.0:
-    tx = optax.chain(tx, optax.multi_transform(
-        {"transformer": optax.scale(m), "other": optax.identity()},
-        _transformer_labels))
-  return tx, schedule
 
 
 # ------------------------------------------------------------ the steps
@@ -472,118 +416,161 @@ def evaluate(eval_fn, state, x, y, *, batch_size: int, sharding) -> dict:
   return {k: float(v) if np.ndim(v) == 0 else v for k, v in out.items()}
 
 
-# --------------------------------------------------------------- outputs
+# ------------------------------------------------------------ the run
 
 
-class JsonlWriter(metric_writers.MetricWriter):
-  """A clu MetricWriter appending `{"step", **scalars}` lines to a file."""
-
-  def __init__(self, path: str):
-    self._path = path
-
-  def write_scalars(self, step: int, scalars: Mapping[str, Any]):
-    record = {"step": int(step)}
-    record.update({k: float(np.asarray(v)) for k, v in scalars.items()})
-    with open(self._path, "a") as f:
-      f.write(json.dumps(record) + "\n")
-
-  def write_summaries(self, step, values, metadata=None):
-    pass
-
-  def write_images(self, step, images):
-    pass
-
-  def write_videos(self, step, videos):
-    pass
-
-  def write_audios(self, step, audios, *, sample_rate):
-    pass
-
-  def write_texts(self, step, texts):
-    pass
-
-  def write_histograms(self, step, arrays, num_buckets=None):
-    pass
-
-  def write_hparams(self, hparams):
-    pass
-
-  def flush(self):
-    pass
-
-  def close(self):
-    pass
+class Data(NamedTuple):
+  """A run's data: the training digits on the devices, the fixed test set."""
+  train_images: jax.Array  # [N, 28, 28] uint8, replicated
+  train_labels: jax.Array  # [N] int32, replicated
+  x_test: np.ndarray  # [M, S, S, 1] float32 distorted test images
+  y_test: np.ndarray  # [M] int32
 
 
-def save_transforms_png(path: str, model, state, images, *,
-                        align_corners: bool) -> None:
-  """The paper's Figure-3 view: test inputs beside the transformer outputs.
+def load_data(config, sharding) -> Data:
+  """MNIST (TFDS) and the config's fixed distorted test set.
 
-  Row 1: the inputs `[n, S, S, 1]` with the outline of the region the
-  transformer samples (its grid's border, in input pixels). Row 2: the
-  transformer's outputs.
+  `data.num_test_examples` keeps the first N test digits (smoke runs).
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  out, grid, _ = model.apply({"params": state.params}, jnp.asarray(images),
-                             method=model.transform_input)
-  out, grid = np.asarray(out), np.asarray(grid)
-  n, size = len(images), images.shape[1]
-  fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 2.9), squeeze=False)
-  for i in range(n):
-    g = grid[i]
-    border = np.concatenate([g[0, :], g[1:, -1], g[-1, -2::-1], g[-2::-1, 0]])
-    px = np.asarray(stn_jax.normalized_to_pixel(
-        border, (size, size), align_corners=align_corners))
-    axes[0, i].imshow(images[i, ..., 0], cmap="gray", vmin=0, vmax=1)
-    axes[0, i].plot(px[:, 0], px[:, 1], "r-", linewidth=0.8)
-    axes[0, i].set_xlim(-0.5, size - 0.5)
-    axes[0, i].set_ylim(size - 0.5, -0.5)
-    axes[1, i].imshow(out[i, ..., 0], cmap="gray", vmin=0, vmax=1)
-    for ax in axes[:, i]:
-      ax.set_xticks([])
-      ax.set_yticks([])
-  axes[0, 0].set_ylabel("input")
-  axes[1, 0].set_ylabel("ST output")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  mnist = data_lib.load_mnist(manual_dir=config.data.manual_dir,
+                              data_dir=config.data.data_dir)
+  n_test = config.data.num_test_examples or len(mnist.test_images)
+  x_test, y_test = distortions.make_test_set(
+      config.distortion_name, config.distortion, mnist.test_images[:n_test],
+      mnist.test_labels[:n_test], seed=int(config.data.test_seed),
+      cache_dir=config.data.test_cache_dir)
+  return Data(jax.device_put(mnist.train_images, sharding),
+              jax.device_put(mnist.train_labels, sharding), x_test, y_test)
 
 
-def read_eval_curve(metrics_path: str) -> list:
-  """`[[step, test_error], ...]` (step order) from a run's `metrics.jsonl`.
+def itstime(step: int, every: int, total: int) -> bool:
+  """Whether a periodic action (log, checkpoint, eval) runs after `step`."""
+  return step % every == 0 or step == total
 
-  A step evaluated twice (a resumed run repeats its last evaluation) keeps
-  its last value; a missing file gives `[]`.
+
+def _check_workdirs(workdirs: Mapping[int, str]) -> tuple:
+  """`(SeedAxis, [workdir per seed])` of `workdirs`; folders created."""
+  if not workdirs:
+    _fail("workdirs", workdirs, "at least one seed -> workdir")
+  axis = SeedAxis(tuple(sorted(int(k) for k in workdirs)))
+  dirs = [os.fspath(workdirs[k]) for k in axis.seeds]
+  if len({os.path.abspath(d) for d in dirs}) != len(dirs):
+    _fail("workdirs", workdirs, "a distinct folder per seed")
+  for d in dirs:
+    os.makedirs(d, exist_ok=True)
+  return axis, dirs
+
+
+def _check_devices(train_cfg, num_devices: int) -> None:
+  for key in ("batch_size", "eval_batch_size", "micro_batch_size"):
+    if train_cfg[key] is not None and train_cfg[key] % num_devices:
+      _fail(f"train.{key}", train_cfg[key],
+            f"divisible by the number of devices ({num_devices})")
+
+
+def restore_or_init(model, tx, keys, managers, dirs, *, axis: SeedAxis,
+                    canvas_size: int, num_steps: int) -> tuple:
+  """`(state, start_step)`: every seed's latest common checkpoint, or new.
+
+  `keys[i]` initialises seed i when nothing is saved; the states come back
+  in the seed axis' form (`SeedAxis.stack`).
   """
-  curve = {}
-  if os.path.exists(metrics_path):
-    with open(metrics_path) as f:
-      for line in f:
-        row = json.loads(line)
-        if "test_error" in row:
-          curve[int(row["step"])] = float(row["test_error"])
-  return [[k, curve[k]] for k in sorted(curve)]
+  states = [create_train_state(model, tx, k, canvas_size=canvas_size)
+            for k in keys]
+  start = checkpoints.common_step(managers, dirs)
+  if start > num_steps:
+    _fail("train.num_steps", num_steps,
+          f">= the step of the latest checkpoint ({start}) in "
+          f"{', '.join(checkpoints.checkpoint_dir(d) for d in dirs)}")
+  if start:
+    states = [checkpoints.restore(m, start, states[0]) for m in managers]
+    logging.info("Resumed from the checkpoint of step %d.", start)
+    print(f"Resumed from step {start} "
+          f"({', '.join(checkpoints.checkpoint_dir(d) for d in dirs)})",
+          flush=True)
+  return axis.stack(states), start
+
+
+class _Interval:
+  """Training metrics since the last log line."""
+
+  def __init__(self):
+    self.losses, self.errors, self.time, self.steps = [], [], 0.0, 0
+
+  def add(self, metrics, seconds: float):
+    self.losses.append(np.asarray(metrics["loss"]))
+    self.errors.append(np.asarray(metrics["error"]))
+    self.time += seconds
+    self.steps += 1
+
+  def scalars(self, axis: SeedAxis, i: int, metrics, batch_size: int) -> dict:
+    return {
+        "train_loss": axis.value(np.mean(self.losses, axis=0), i),
+        "train_error": axis.value(np.mean(self.errors, axis=0), i),
+        "learning_rate": axis.value(metrics["learning_rate"], i),
+        # Per model: each seed trains on its own batch.
+        "examples_per_s": self.steps * batch_size / max(self.time, 1e-9),
+    }
+
+
+def _stop_on_non_finite(metrics, done: int, axis: SeedAxis, managers,
+                        writers, dirs) -> None:
+  """Raises NonFiniteLossError (after saving what is saved) on a NaN/inf."""
+  bad = [s for i, s in enumerate(axis.seeds)
+         if not (np.isfinite(axis.value(metrics["loss"], i)) and
+                 np.isfinite(axis.value(metrics["grad_norm"], i)))]
+  if not bad:
+    return
+  for m in managers:
+    m.wait_until_finished()
+  for w in writers:
+    w.flush()
+  good = {s: m.latest_step() for s, m in zip(axis.seeds, managers)}
+  raise NonFiniteLossError(
+      f"Non-finite training loss at step {done} (seed(s) {bad}; "
+      f"loss={metrics['loss']}, grad_norm={metrics['grad_norm']}): "
+      f"stopping. The last good checkpoints (seed: step) are {good} in "
+      f"{', '.join(checkpoints.checkpoint_dir(d) for d in dirs)}.")
+
+
+def _results(config, *, axis: SeedAxis, i: int, workdir: str, evaluation,
+             num_params: int, final_step: int, num_test: int,
+             start_time: float, train_time: float, trained_steps: int,
+             start_step: int, num_devices: int) -> dict:
+  """Seed number `i`'s results dict (see `train_and_evaluate`)."""
+  seed = axis.seeds[i]
+  seed_config = config.copy_and_resolve_references()
+  with seed_config.unlocked():
+    seed_config.seed = seed
+  return {
+      "distortion": config.distortion_name,
+      "model": config.model.name,
+      "transform": config.model.transform,
+      "protocol": config.protocol,
+      "seed": seed,
+      "num_params": num_params,
+      "steps": final_step,
+      "test_error": evaluation["test_error"],
+      "test_loss": evaluation["test_loss"],
+      "num_test_examples": num_test,
+      "wall_time_s": time.time() - start_time,
+      # Examples of this model per second of training steps.
+      "examples_per_s": (trained_steps * config.train.batch_size / train_time
+                         if train_time else None),
+      "seeds_in_step": axis.size,
+      "device": _device_description(),
+      "num_devices": num_devices,
+      "resumed_from_step": start_step,
+      # Test error (%) at every evaluation: the learning curve.
+      "eval_curve": writers_lib.read_eval_curve(
+          os.path.join(workdir, writers_lib.METRICS_FILE)),
+      "config": json.loads(seed_config.to_json_best_effort()),
+  }
 
 
 def _device_description() -> str:
   devices = jax.devices()
   return f"{len(devices)}x {devices[0].platform}:{devices[0].device_kind}"
-
-
-def _is_finite(metrics) -> bool:
-  return bool(np.all(np.isfinite(metrics["loss"])) and np.all(np.isfinite(
-      metrics["grad_norm"])))
-
-
-def _seed_slice(tree, i: int):
-  """Seed `i` of a seed-stacked pytree."""
-  return jax.tree.map(lambda a: a[i], tree)
-
-
-# ------------------------------------------------------------------ main
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -611,14 +598,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
 def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
                              workdirs: Mapping[int, str]) -> list[dict]:
-  """Trains several seeds of one config together, in one vmapped step.
+  """Trains S >= 1 seeds of one config together, in one (vmapped) step.
 
   Each seed is a complete run of `train_and_evaluate` with `config.seed`
   set to it, in its own workdir (checkpoints, metrics, `results.json`, each
-  resumable alone), but the S seeds' parameters are stacked and trained by
-  one jitted `jax.vmap(train_step)`, which beats S separate steps for the
-  small models (`benchmarks/results/vmapped_seeds_cpu.md`). One seed runs the
-  plain (unvmapped) step.
+  resumable alone); with S > 1 the seeds' parameters are stacked and
+  trained by one jitted `jax.vmap(train_step)`, which beats S separate steps
+  for the small models (`benchmarks/results/vmapped_seeds_cpu.md`). The
+  seed axis is handled by `stn_jax.seeds.SeedAxis`.
 
   Args:
     config: a config of `configs/distorted_mnist.py`; its `seed` is ignored.
@@ -635,225 +622,118 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
   """
   validate_config(config)
   start_time = time.time()
-  seeds = sorted(int(k) for k in workdirs)
-  if not seeds:
-    _fail("workdirs", workdirs, "at least one seed -> workdir")
-  dirs = [os.fspath(workdirs[k]) for k in seeds]
-  if len({os.path.abspath(d) for d in dirs}) != len(dirs):
-    _fail("workdirs", workdirs, "a distinct folder per seed")
-  num_seeds = len(seeds)
-  stacked = num_seeds > 1
-  for d in dirs:
-    os.makedirs(d, exist_ok=True)
+  axis, dirs = _check_workdirs(workdirs)
   t = config.train
   mesh = make_mesh()
-  num_devices = mesh.devices.size
-  for key in ("batch_size", "eval_batch_size", "micro_batch_size"):
-    if t[key] is not None and t[key] % num_devices:
-      _fail(f"train.{key}", t[key],
-            f"divisible by the number of devices ({num_devices})")
+  num_devices = int(mesh.devices.size)
+  _check_devices(t, num_devices)
   replicated = NamedSharding(mesh, P())
-  data_sharding = NamedSharding(mesh, P(DATA_AXIS))
-
-  # Data: train arrays replicated on the devices, the fixed test set on host.
-  mnist = data_lib.load_mnist(manual_dir=config.data.manual_dir,
-                              data_dir=config.data.data_dir)
-  name = config.distortion_name
+  data = load_data(config, replicated)
   canvas = int(config.distortion.canvas_size)
-  # `data.num_test_examples` keeps the first N test digits (smoke runs).
-  n_test = config.data.num_test_examples or len(mnist.test_images)
-  x_test, y_test = distortions.make_test_set(
-      name, config.distortion, mnist.test_images[:n_test],
-      mnist.test_labels[:n_test], seed=int(config.data.test_seed),
-      cache_dir=config.data.test_cache_dir)
-  train_images = jax.device_put(mnist.train_images, replicated)
-  train_labels = jax.device_put(mnist.train_labels, replicated)
 
   # Keys: everything derives from the seed, nothing random is checkpointed.
-  keys = [jax.random.split(jax.random.key(s), 3) for s in seeds]
+  keys = [jax.random.split(jax.random.key(s), 3) for s in axis.seeds]
   model = models.build_model(config.model, canvas_size=canvas)
   tx, schedule = make_optimizer(t)
-  states = [create_train_state(model, tx, k[0], canvas_size=canvas)
-            for k in keys]
-  num_params = models.count_params(states[0].params)
+  managers = checkpoints.make_managers(
+      dirs, max_to_keep=t.max_checkpoints_to_keep)
+  state, start_step = restore_or_init(
+      model, tx, [k[0] for k in keys], managers, dirs, axis=axis,
+      canvas_size=canvas, num_steps=t.num_steps)
+  state = jax.device_put(state, replicated)
+  num_params = models.count_params(axis.take(state.params, 0))
   logging.info("Model %s (%s): %d parameters.", config.model.name,
                config.model.transform, num_params)
   print(f"{config.model.name} ({config.model.transform}) on "
-        f"{name}: {num_params} parameters"
-        + (f"; seeds {seeds} in one vmapped step" if stacked else ""),
-        flush=True)
-
-  ckpt_dirs = [os.path.join(os.path.abspath(d), "checkpoints") for d in dirs]
-  managers = [ocp.CheckpointManager(c, options=ocp.CheckpointManagerOptions(
-      max_to_keep=t.max_checkpoints_to_keep, create=True)) for c in ckpt_dirs]
-  # Seeds resume together from the latest step that all of them saved (a
-  # kill between two seeds' saves leaves one a checkpoint ahead).
-  latest = [m.latest_step() or 0 for m in managers]
-  start_step = min(latest)
-  for s, m, c in zip(seeds, managers, ckpt_dirs):
-    if start_step and start_step not in m.all_steps():
-      _fail("workdirs", dict(zip(seeds, dirs)),
-            f"checkpoints of every seed at a common step; seed {s} has "
-            f"{sorted(m.all_steps())} in {c}, others reach {start_step}")
-  if start_step:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, states[0])
-    states = [m.restore(start_step, args=ocp.args.StandardRestore(abstract))
-              for m in managers]
-    logging.info("Resumed from the checkpoint of step %d.", start_step)
-    print(f"Resumed from step {start_step} ({', '.join(ckpt_dirs)})",
-          flush=True)
-  if start_step > t.num_steps:
-    _fail("train.num_steps", t.num_steps,
-          f">= the step of the latest checkpoint ({start_step}) in "
-          f"{', '.join(ckpt_dirs)}")
-  if stacked:
-    state = jax.device_put(jax.tree.map(lambda *a: jnp.stack(a), *states),
-                           replicated)
-    data_key = jnp.stack([k[1] for k in keys])
-    distort_key = jnp.stack([k[2] for k in keys])
-  else:
-    state = jax.device_put(states[0], replicated)
-    data_key, distort_key = keys[0][1], keys[0][2]
-  del states
-  seed_state = _seed_slice if stacked else (lambda st, i: st)
+        f"{config.distortion_name}: {num_params} parameters"
+        + (f"; seeds {list(axis.seeds)} in one vmapped step"
+           if axis.stacked else ""), flush=True)
 
   batch_fn, step_fn, eval_fn = make_step_functions(
-      config, schedule, mesh, data_key=data_key, distort_key=distort_key)
-
+      config, schedule, mesh, data_key=axis.stack([k[1] for k in keys]),
+      distort_key=axis.stack([k[2] for k in keys]))
   is_main = jax.process_index() == 0
-  seed_writers = []
-  for d in dirs:
-    writers = [metric_writers.create_default_writer(
-        d, just_logging=not is_main)]
-    if is_main:
-      writers.append(JsonlWriter(os.path.join(d, "metrics.jsonl")))
-    seed_writers.append(metric_writers.MultiWriter(writers))
+  writers = [writers_lib.make_writer(d, is_main=is_main) for d in dirs]
   if start_step == 0:
     cfg_json = config.to_json_best_effort()
-    for s, w in zip(seeds, seed_writers):
+    for s, w in zip(axis.seeds, writers):
       w.write_hparams({"config": cfg_json[:1000], "num_params": num_params,
                        "seed": s})
   report = periodic_actions.ReportProgress(
-      num_train_steps=t.num_steps, writer=seed_writers[0],
+      num_train_steps=t.num_steps, writer=writers[0],
       every_steps=t.log_every, every_secs=None)
 
-  def per_seed(values, i):
-    values = np.asarray(values)
-    return float(values[i] if stacked else values)
-
   def run_eval(step):
-    result = evaluate(eval_fn, state, x_test, y_test,
+    result = evaluate(eval_fn, state, data.x_test, data.y_test,
                       batch_size=int(t.eval_batch_size),
-                      sharding=data_sharding)
-    per = [{k: per_seed(v, i) for k, v in result.items()}
-           for i in range(num_seeds)]
-    for s, w, r in zip(seeds, seed_writers, per):
+                      sharding=NamedSharding(mesh, P(DATA_AXIS)))
+    per = [{k: axis.value(v, i) for k, v in result.items()}
+           for i in range(axis.size)]
+    for s, w, r in zip(axis.seeds, writers, per):
       w.write_scalars(step, r)
       logging.info("step %d, seed %d: test error %.2f%% (loss %.4f) on %d "
                    "examples", step, s, r["test_error"], r["test_loss"],
-                   len(x_test))
+                   len(data.x_test))
     return per
 
   train_time = 0.0  # Seconds in training steps (excluding the first, compile).
   trained_steps = 0
-  interval = {"loss": [], "error": [], "time": 0.0, "steps": 0}
-  result = None
+  interval = _Interval()
+  evaluation = None
   for step in range(start_step, t.num_steps):
     step_start = time.time()
-    batch = batch_fn(jnp.asarray(step, jnp.int32), train_images, train_labels)
+    batch = batch_fn(jnp.asarray(step, jnp.int32), data.train_images,
+                     data.train_labels)
     state, metrics = step_fn(state, batch)
     metrics = jax.device_get(metrics)  # Also waits: the NaN check each step.
     done = step + 1
-    if not _is_finite(metrics):
-      bad = [s for i, s in enumerate(seeds)
-             if not (np.isfinite(per_seed(metrics["loss"], i)) and
-                     np.isfinite(per_seed(metrics["grad_norm"], i)))]
-      for m in managers:
-        m.wait_until_finished()
-      for w in seed_writers:
-        w.flush()
-      good = {s: m.latest_step() for s, m in zip(seeds, managers)}
-      raise NonFiniteLossError(
-          f"Non-finite training loss at step {done} (seed(s) {bad}; "
-          f"loss={metrics['loss']}, grad_norm={metrics['grad_norm']}): "
-          f"stopping. The last good checkpoints (seed: step) are {good} in "
-          f"{', '.join(ckpt_dirs)}.")
+    _stop_on_non_finite(metrics, done, axis, managers, writers, dirs)
     elapsed = time.time() - step_start
     if step > start_step:
       train_time += elapsed
       trained_steps += 1
-    interval["loss"].append(np.asarray(metrics["loss"]))
-    interval["error"].append(np.asarray(metrics["error"]))
-    interval["time"] += elapsed
-    interval["steps"] += 1
+    interval.add(metrics, elapsed)
     report(done)
-    if done % t.log_every == 0 or done == t.num_steps:
-      loss = np.mean(interval["loss"], axis=0)
-      error = np.mean(interval["error"], axis=0)
-      for i, w in enumerate(seed_writers):
-        w.write_scalars(done, {
-            "train_loss": per_seed(loss, i),
-            "train_error": per_seed(error, i),
-            "learning_rate": per_seed(metrics["learning_rate"], i),
-            # Per model: each seed trains on its own batch.
-            "examples_per_s": interval["steps"] * t.batch_size / max(
-                interval["time"], 1e-9),
-        })
-      interval = {"loss": [], "error": [], "time": 0.0, "steps": 0}
-    if done % t.checkpoint_every == 0 or done == t.num_steps:
+    if itstime(done, t.log_every, t.num_steps):
+      for i, w in enumerate(writers):
+        w.write_scalars(done, interval.scalars(axis, i, metrics, t.batch_size))
+      interval = _Interval()
+    if itstime(done, t.checkpoint_every, t.num_steps):
       for i, m in enumerate(managers):
-        m.save(done, args=ocp.args.StandardSave(seed_state(state, i)))
-    if done % t.eval_every == 0 or done == t.num_steps:
-      result = run_eval(done)
+        checkpoints.save(m, done, axis.take(state, i))
+    if itstime(done, t.eval_every, t.num_steps):
+      evaluation = run_eval(done)
   for m in managers:
     m.wait_until_finished()
   final_step = int(np.asarray(state.step).reshape(-1)[0])
-  if result is None:  # Resumed at the end already: evaluate the final state.
-    result = run_eval(final_step)
-  for w in seed_writers:
+  if evaluation is None:  # Resumed at the end already: evaluate the final state.
+    evaluation = run_eval(final_step)
+  for w in writers:
     w.flush()
 
-  if config.model.name in models.ST_MODELS and config.num_transform_examples:
-    if is_main:
-      for i, d in enumerate(dirs):
-        save_transforms_png(
-            os.path.join(d, "transforms.png"), model, seed_state(state, i),
-            x_test[:config.num_transform_examples],
-            align_corners=config.model.align_corners)
+  if (config.model.name in models.ST_MODELS and config.num_transform_examples
+      and is_main):
+    for i, d in enumerate(dirs):
+      plotting.save_transforms_png(
+          os.path.join(d, "transforms.png"), model,
+          axis.take(state, i).params,
+          data.x_test[:config.num_transform_examples],
+          align_corners=config.model.align_corners)
 
   all_results = []
-  for i, (s, d) in enumerate(zip(seeds, dirs)):
-    seed_config = config.copy_and_resolve_references()
-    with seed_config.unlocked():
-      seed_config.seed = s
-    results = {
-        "distortion": name,
-        "model": config.model.name,
-        "transform": config.model.transform,
-        "protocol": config.protocol,
-        "seed": s,
-        "num_params": num_params,
-        "steps": final_step,
-        "test_error": result[i]["test_error"],
-        "test_loss": result[i]["test_loss"],
-        "num_test_examples": int(len(x_test)),
-        "wall_time_s": time.time() - start_time,
-        # Examples of this model per second of training steps.
-        "examples_per_s": (trained_steps * t.batch_size / train_time
-                           if train_time else None),
-        "seeds_in_step": num_seeds,
-        "device": _device_description(),
-        "num_devices": int(num_devices),
-        "resumed_from_step": int(start_step),
-        # Test error (%) at every evaluation: the learning curve.
-        "eval_curve": read_eval_curve(os.path.join(d, "metrics.jsonl")),
-        "config": json.loads(seed_config.to_json_best_effort()),
-    }
+  for i, d in enumerate(dirs):
+    results = _results(
+        config, axis=axis, i=i, workdir=d, evaluation=evaluation[i],
+        num_params=num_params, final_step=final_step,
+        num_test=int(len(data.x_test)), start_time=start_time,
+        train_time=train_time, trained_steps=trained_steps,
+        start_step=int(start_step), num_devices=num_devices)
     if is_main:
       with open(os.path.join(d, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
-    print(f"Done{f' (seed {s})' if stacked else ''}: test error "
-          f"{results['test_error']:.2f}% after {results['steps']} steps "
-          f"({results['wall_time_s']:.0f} s)", flush=True)
+    which = f" (seed {results['seed']})" if axis.stacked else ""
+    print(f"Done{which}: test error {results['test_error']:.2f}% after "
+          f"{results['steps']} steps ({results['wall_time_s']:.0f} s)",
+          flush=True)
     all_results.append(results)
   return all_results

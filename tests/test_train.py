@@ -23,6 +23,7 @@ import pytest
 
 from configs import distorted_mnist
 from stn_jax import models
+from stn_jax import optim
 from stn_jax import train
 from tests import _steps
 
@@ -382,7 +383,7 @@ def test_localizer_lr_multiplier_scales_only_the_transformer_update():
       update, opt_state = tx.update(grads, opt_state, params)
     updates[m] = update
   for key in updates[1.0]:
-    factor = 0.1 if key in train.TRANSFORMER_PARAMS else 1.0
+    factor = 0.1 if key in optim.TRANSFORMER_PARAMS else 1.0
     for path, a in jax.tree_util.tree_leaves_with_path(updates[1.0][key]):
       b = dict(jax.tree_util.tree_leaves_with_path(updates[0.1][key]))[path]
       assert np.abs(a).max() > 0, (key, path)
