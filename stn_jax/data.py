@@ -6,9 +6,14 @@ configurable. On a machine without internet, TFDS accepts the four original IDX
 
     load_mnist(manual_dir="/path/to/folder/with/the/four/gz/files")
 
-`manual_dir=None` lets TFDS download as usual. The project's config reads
-`data.manual_dir`, which defaults to the environment variable
-`STN_JAX_MNIST_DIR` (see `default_manual_dir`). A missing or corrupt data set
+`manual_dir=None` looks for such a folder first (`find_manual_dir`: the
+environment variable `STN_JAX_MNIST_DIR`, then `../shared/data/mnist` beside the
+repository, as `scripts/mnist_env.sh` does) and otherwise lets TFDS download
+as usual; when MNIST is not yet prepared in the TFDS data folder, a quick
+network check (`download_host_reachable`, ~3 s at most) comes first, so an
+offline machine fails in seconds instead of after minutes of TFDS retries.
+The project's config reads `data.manual_dir`, which defaults to
+`STN_JAX_MNIST_DIR`. The folder used is logged. A missing or corrupt data set
 raises `DatasetError` (a `ValueError`) that says how to provide it; there is
 never a fallback to fake data.
 """
@@ -16,8 +21,13 @@ never a fallback to fake data.
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from typing import NamedTuple
+import urllib.parse
+import urllib.request
 
+from absl import logging
 import numpy as np
 
 MNIST_ENV_VAR = "STN_JAX_MNIST_DIR"
@@ -30,9 +40,23 @@ MNIST_FILES = (
 MNIST_IMAGE_SIZE = 28
 MNIST_NUM_CLASSES = 10
 
+# The repository's root (the folder holding `stn_jax/`), and the shared MNIST
+# folder beside it that `scripts/mnist_env.sh` uses.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_MNIST_DIR = os.path.normpath(
+    os.path.join(REPO_ROOT, "..", "shared", "data", "mnist"))
+
+# Where TFDS's `mnist` builder downloads from
+# (https://storage.googleapis.com/cvdf-datasets/mnist/), and how long the
+# network check waits for a connection.
+DOWNLOAD_HOST = "storage.googleapis.com"
+DOWNLOAD_PORT = 443
+NETWORK_TIMEOUT_S = 3.0
+
 _HOW_TO_FIX = (
-    f"Set `data.manual_dir` (or the environment variable {MNIST_ENV_VAR}) to a "
-    f"folder holding the four original MNIST IDX files {', '.join(MNIST_FILES)}; "
+    f"Set the environment variable {MNIST_ENV_VAR} (or `config.data.manual_dir`, "
+    "--config.data.manual_dir=... on the command line) to a folder holding the "
+    f"four original MNIST IDX .gz files {', '.join(MNIST_FILES)}; "
     "TensorFlow Datasets checks their checksums and prepares `mnist` from them.")
 
 
@@ -60,23 +84,96 @@ def default_manual_dir() -> str | None:
   return os.environ.get(MNIST_ENV_VAR) or None
 
 
-def check_manual_dir(manual_dir: str) -> None:
+def find_manual_dir() -> tuple[str | None, str]:
+  """The MNIST folder to use when none is given, and where it came from.
+
+  Looks, in order, at `$STN_JAX_MNIST_DIR` (when set and non-empty) and at
+  `SHARED_MNIST_DIR` (`../shared/data/mnist` relative to the repository root,
+  as `scripts/mnist_env.sh`; used when it is a folder). The folder's content
+  is checked by `check_manual_dir`, not here.
+
+  Returns:
+    `(folder, source)`: the folder and a few words on where it came from, or
+    `(None, "")` when neither is there (TFDS then downloads MNIST).
+  """
+  env = default_manual_dir()
+  if env:
+    return env, f"${MNIST_ENV_VAR}"
+  if os.path.isdir(SHARED_MNIST_DIR):
+    return SHARED_MNIST_DIR, "../shared/data/mnist beside the repository"
+  return None, ""
+
+
+def check_manual_dir(manual_dir: str, source: str = "") -> None:
   """Raises `DatasetError` unless `manual_dir` is a folder with the 4 IDX files.
 
   Checked before TFDS runs: with a file missing TFDS would try to download it,
   which on an offline machine fails with an unrelated network error. The
   checksums are TFDS's job (it raises on a mismatch, which `load_mnist` wraps).
+
+  Args:
+    manual_dir: the folder.
+    source: optional words on where the folder came from (e.g.
+      "$STN_JAX_MNIST_DIR"), added to the message.
   """
+  where = f" (from {source})" if source else ""
   if not os.path.isdir(manual_dir):
     raise DatasetError(
-        f"`manual_dir` must be an existing folder, got {manual_dir!r} "
+        f"`manual_dir` must be an existing folder, got {manual_dir!r}{where} "
         f"(it does not exist or is not a folder). {_HOW_TO_FIX}")
   missing = [f for f in MNIST_FILES
              if not os.path.isfile(os.path.join(manual_dir, f))]
   if missing:
     raise DatasetError(
-        f"`manual_dir` {manual_dir!r} lacks the MNIST file(s) {missing}. "
-        f"{_HOW_TO_FIX}")
+        f"`manual_dir` {manual_dir!r}{where} lacks the MNIST file(s) "
+        f"{missing}. {_HOW_TO_FIX}")
+
+
+def can_connect(host: str, port: int,
+                timeout: float = NETWORK_TIMEOUT_S) -> bool:
+  """True when a TCP connection to `host:port` opens within `timeout` seconds.
+
+  The name lookup counts against the timeout too: the attempt runs in a
+  daemon thread, abandoned (False) when it has not succeeded in time.
+  """
+  result = []
+
+  def attempt():
+    try:
+      with socket.create_connection((host, port), timeout=timeout):
+        result.append(True)
+    except OSError:
+      result.append(False)
+
+  thread = threading.Thread(target=attempt, daemon=True,
+                            name="stn_jax-network-check")
+  thread.start()
+  thread.join(timeout)
+  return bool(result and result[0])
+
+
+def download_host_reachable(timeout: float = NETWORK_TIMEOUT_S) -> bool:
+  """The quick network check before TFDS would download MNIST.
+
+  Tries a TCP connection to `DOWNLOAD_HOST:DOWNLOAD_PORT` (the host TFDS's
+  `mnist` builder downloads from) or, when an HTTPS proxy is configured
+  (`urllib.request.getproxies()`, i.e. `$https_proxy`), to that proxy.
+
+  Args:
+    timeout: seconds to wait, name lookup included.
+
+  Returns:
+    Whether the connection opened in time. False means a download would only
+    retry until TFDS gives up (minutes).
+  """
+  host, port = DOWNLOAD_HOST, DOWNLOAD_PORT
+  proxy = urllib.request.getproxies().get("https")
+  if proxy:
+    parsed = urllib.parse.urlsplit(proxy if "://" in proxy else "//" + proxy)
+    if parsed.hostname:
+      host = parsed.hostname
+      port = parsed.port or (443 if parsed.scheme == "https" else 80)
+  return can_connect(host, port, timeout)
 
 
 def load_mnist(*, manual_dir: str | None,
@@ -85,7 +182,12 @@ def load_mnist(*, manual_dir: str | None,
 
   Args:
     manual_dir: folder holding the four IDX `.gz` files (TFDS's manual
-      download folder), or None to let TFDS download them.
+      download folder), or None: then `find_manual_dir` looks at
+      `$STN_JAX_MNIST_DIR` and `../shared/data/mnist` beside the repository,
+      and when neither is there TFDS downloads the files; if MNIST is not
+      prepared in `data_dir` yet, `download_host_reachable` is checked first
+      (~3 s at most) and an unreachable host raises at once. The folder used
+      (or the download) is logged.
     data_dir: TFDS data folder where the prepared data set lives; None keeps
       TFDS's default (`~/tensorflow_datasets` or `$TFDS_DATA_DIR`).
 
@@ -95,16 +197,24 @@ def load_mnist(*, manual_dir: str | None,
     under `tfds.testing.mock_data`).
 
   Raises:
-    DatasetError: `manual_dir` is missing or incomplete, TFDS failed (e.g. a
-      checksum mismatch from a corrupt file, or no network without a manual
-      folder), or the arrays are not MNIST-shaped.
+    DatasetError: `manual_dir` (given or found) is missing or incomplete; no
+      folder and no network while MNIST is not prepared; TFDS failed (e.g. a
+      checksum mismatch from a corrupt file); or the arrays are not
+      MNIST-shaped.
   """
+  source = "the `manual_dir` argument"
+  if manual_dir is None:
+    manual_dir, source = find_manual_dir()
   if manual_dir is not None:
     manual_dir = os.fspath(manual_dir)
-    check_manual_dir(manual_dir)
+    check_manual_dir(manual_dir, source)
+    logging.info("MNIST: manual download folder %s (from %s).", manual_dir,
+                 source)
   # Imported here: TFDS pulls in TensorFlow, which the distortions never need.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
+  if manual_dir is None:
+    _check_download_possible(tfds, data_dir)
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   try:
     (train_x, train_y), (test_x, test_y) = tfds.as_numpy(tfds.load(
@@ -124,6 +234,27 @@ def load_mnist(*, manual_dir: str | None,
       train_labels=_check_labels("train_labels", train_y, len(train_x)),
       test_images=_check_images("test_images", test_x),
       test_labels=_check_labels("test_labels", test_y, len(test_x)))
+
+
+def _check_download_possible(tfds, data_dir) -> None:
+  """With no manual folder: logs what TFDS will do; raises at once when it
+  would have to download MNIST and the download host cannot be reached."""
+  builder = tfds.builder("mnist", data_dir=data_dir)
+  if builder.is_prepared():
+    logging.info("MNIST: no manual folder; using the data TFDS prepared in %s.",
+                 builder.data_dir)
+    return
+  logging.info("MNIST: no manual folder ($%s unset, no %s); TFDS has to "
+               "download it into %s.", MNIST_ENV_VAR, SHARED_MNIST_DIR,
+               builder.data_dir)
+  if not download_host_reachable():
+    raise DatasetError(
+        f"MNIST is not prepared in the TFDS data folder {builder.data_dir!r}, "
+        f"no manual folder was found (${MNIST_ENV_VAR} is unset and "
+        f"{SHARED_MNIST_DIR!r} does not exist), and the download host "
+        f"{DOWNLOAD_HOST}:{DOWNLOAD_PORT} cannot be reached (a "
+        f"{NETWORK_TIMEOUT_S:g} s connection check failed: no network?), so a "
+        f"TFDS download would only retry for minutes. {_HOW_TO_FIX}")
 
 
 def _check_images(name: str, images) -> np.ndarray:
