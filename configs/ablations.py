@@ -47,6 +47,14 @@ READINGS = {
                  "model.classifier.hidden": "(202,202)"},
     "mom_h401": {"train.momentum": 0.9,
                  "model.classifier.hidden": "(401,401)"},
+    "mom_h401_avgpool": {"train.momentum": 0.9,
+                         "model.classifier.hidden": "(401,401)",
+                         "model.st_downsample_by": "avg_pool"},
+    # The 400k widths of the R column: FCN 349, ST-FCN 331.
+    "mom_h349": {"train.momentum": 0.9,
+                 "model.classifier.hidden": "(349,349)"},
+    "mom_h331": {"train.momentum": 0.9,
+                 "model.classifier.hidden": "(331,331)"},
 }
 
 # Group name -> [(config argument, reading, seeds)].
@@ -56,13 +64,17 @@ GROUPS = {
     ],
     "rts2": [
         ("rts,st_fcn,affine,paper", "mom_h256_avgpool", (0,)),
-        ("r,st_fcn,affine,paper", "mom_h256", (0,)),
-        ("r,fcn,paper", "mom_h256", (0,)),
-        ("rts,st_fcn,affine,paper", "mom_h256_loc0.1", (0,)),
+        ("r,st_fcn,affine,paper", "mom_h331", (0,)),
+        ("r,fcn,paper", "mom_h349", (0,)),
     ],
     "rts3": [
         ("rts,fcn,paper", "mom_h202", (0,)),
+        ("rts,st_fcn,affine,paper", "mom_h401_avgpool", (0,)),
+    ],
+    # Queued, not yet run.
+    "later": [
         ("rts,st_fcn,affine,paper", "mom_h401", (0,)),
+        ("rts,st_fcn,affine,paper", "mom_h256_loc0.1", (0,)),
     ],
 }
 
