@@ -50,11 +50,14 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
+import stn_jax
 from stn_jax import distortions
+from stn_jax import models
 
-DISTORTIONS = ("r", "rts", "p", "e", "tc")
-MODELS = ("fcn", "cnn", "st_fcn", "st_cnn")
-TRANSFORMS = ("affine", "attention", "projective", "tps")
+# The choices come from the registries.
+DISTORTIONS = tuple(distortions.DISTORTIONS)
+MODELS = tuple(models.MODELS)
+TRANSFORMS = tuple(stn_jax.TRANSFORMS)
 PROTOCOLS = ("paper", "quick", "smoke")
 
 # Micro-batch of the convolutional models' train steps: on the 2-core CPU
@@ -75,36 +78,6 @@ _WIDTH = {
     42: {"fcn": 58, "cnn": 24, "st_fcn": 90, "st_cnn": 27},
     60: {"fcn": 46, "cnn": 24, "st_fcn": 52, "st_cnn": 30},
 }
-
-
-def _classifier(model: str, width: int) -> ml_collections.ConfigDict:
-  """Classifier widths of `model` (FCN: hidden; CNN: filters, kernels)."""
-  if model in ("fcn", "st_fcn"):
-    return ml_collections.ConfigDict(dict(
-        hidden=(width, width),  # Units of the 2 hidden dense layers.
-    ))
-  return ml_collections.ConfigDict(dict(
-      filters=(width, 2 * width),  # Channels of the 2 convolutions.
-      kernel_sizes=(9, 7),  # Square kernel sizes (the paper's 9x9, 7x7).
-      # "SAME" | "VALID" (no padding: Torch7's default, docs/reproduction.md).
-      padding="SAME",
-  ))
-
-
-def _localizer(model: str):
-  """Localisation net widths (the paper's), or None for plain models."""
-  if model == "st_fcn":
-    return ml_collections.ConfigDict(dict(
-        hidden=(32, 32),  # 2 hidden dense layers; theta is the 3rd layer.
-    ))
-  if model == "st_cnn":
-    return ml_collections.ConfigDict(dict(
-        input_downsample=2,  # Average-pool factor on the input first.
-        filters=(20, 20),  # Channels of the 2 VALID 5x5 convolutions.
-        kernel_size=5,  # Square kernel size.
-        hidden=20,  # Units of the dense layer before theta.
-    ))
-  return None
 
 
 def _protocol(name: str) -> ml_collections.ConfigDict:
@@ -178,7 +151,7 @@ def parse_arg(arg: str) -> tuple:
     else:
       raise ValueError(f"config argument {arg!r}: unexpected item {item!r}; "
                        f"{usage}.")
-  is_st = model.startswith("st_")
+  is_st = models.MODELS[model].has_transformer
   if transform is not None and not is_st:
     raise ValueError(f"config argument {arg!r}: model {model!r} has no "
                      f"spatial transformer, so it takes no transform "
@@ -216,10 +189,11 @@ def get_config(arg: str = "rts,st_cnn,affine,quick") -> ml_collections.ConfigDic
       # (stn_jax.fast_layers' DFT and banded convolutions, pairwise max-pool;
       # stn_jax.fast_warp's fused grid + sampling) or "xla"; same function.
       kernels="fast",
-      # Classifier widths (see _classifier).
-      classifier=_classifier(model, _WIDTH[canvas][model]),
-      # Localisation net widths (see _localizer); None for fcn / cnn.
-      localizer=_localizer(model),
+      # Classifier fields (stn_jax.models.CLASSIFIERS; widths: _WIDTH).
+      classifier=models.classifier_config(model, width=_WIDTH[canvas][model]),
+      # Localisation net fields (stn_jax.models.LOCALIZERS); None for
+      # models without a transformer.
+      localizer=models.localizer_config(model),
   ))
   cfg.train = _protocol(protocol)
   micro = _MICRO_BATCH_SIZE[model]

@@ -32,14 +32,18 @@ same function with the same parameters, so checkpoints are interchangeable.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 import stn_jax
+from stn_jax import config_checks as checks
 from stn_jax import fast_layers
 from stn_jax import fast_warp
 
@@ -300,56 +304,160 @@ class SpatialTransformerClassifier(nn.Module):
     return self.classifier(out)
 
 
-def _tuple(name: str, value, length: Optional[int] = None) -> tuple:
-  """`value` as a tuple of positive ints (optionally of `length`), or raises."""
-  try:
-    out = tuple(int(v) for v in value)
-  except TypeError as e:
-    raise ValueError(f"`{name}` must be a sequence of positive ints, got "
-                     f"{value!r}.") from e
-  if any(v < 1 for v in out) or (length is not None and len(out) != length):
-    what = f"{length} " if length is not None else ""
-    raise ValueError(f"`{name}` must be a sequence of {what}positive ints, got "
-                     f"{value!r}.")
-  return out
+def _kernels_name(model_cfg) -> str:
+  checks.check_choice("model.kernels", model_cfg.kernels,
+                      fast_layers.CONV_IMPLS)
+  return model_cfg.kernels
 
 
-def _fcn_classifier(cfg) -> nn.Module:
-  return FCN(hidden=_tuple("model.classifier.hidden", cfg.classifier.hidden, 2))
+# ------------------------------------------------------------ the registry
 
 
-def _kernels_name(cfg) -> str:
-  name = cfg.kernels
-  if name not in fast_layers.CONV_IMPLS:
-    raise ValueError(f"`model.kernels` must be one of "
-                     f"{sorted(fast_layers.CONV_IMPLS)}, got {name!r}.")
-  return name
+@dataclasses.dataclass(frozen=True)
+class Part:
+  """A classifier or localiser family that owns its config fields.
+
+  Attributes:
+    fields: the names of its config fields (`model.classifier.*` or
+      `model.localizer.*`).
+    default_config: `(**kw) -> ConfigDict` of those fields, every field
+      commented (classifiers take `width`).
+    check: `(cfg, key)` raises ValueError naming `key.<field>` for a bad
+      value (`cfg` holds exactly `fields`).
+    build: `(model_cfg) -> nn.Module` from the model config (which also
+      holds `kernels`).
+  """
+  fields: tuple
+  default_config: Callable[..., ml_collections.ConfigDict]
+  check: Callable[[ml_collections.ConfigDict, str], None]
+  build: Callable[[ml_collections.ConfigDict], nn.Module]
 
 
-def _cnn_classifier(cfg) -> nn.Module:
-  padding = cfg.classifier.padding
-  if padding not in CONV_PADDINGS:
-    raise ValueError(f"`model.classifier.padding` must be one of "
-                     f"{list(CONV_PADDINGS)}, got {padding!r}.")
-  return CNN(
-      filters=_tuple("model.classifier.filters", cfg.classifier.filters, 2),
-      kernel_sizes=_tuple("model.classifier.kernel_sizes",
-                          cfg.classifier.kernel_sizes, 2),
-      kernels=_kernels_name(cfg), padding=padding)
+def _fcn_fields(width: int) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      hidden=(width, width),  # Units of the 2 hidden dense layers.
+  ))
 
 
-def _fcn_localizer(cfg) -> nn.Module:
-  return FCNLocalizer(
-      hidden=_tuple("model.localizer.hidden", cfg.localizer.hidden))
+def _check_fcn(cfg, key: str) -> None:
+  checks.check_ints(f"{key}.hidden", cfg.hidden)
 
 
-def _cnn_localizer(cfg) -> nn.Module:
-  loc = cfg.localizer
-  return CNNLocalizer(
-      filters=_tuple("model.localizer.filters", loc.filters, 2),
-      kernel_size=int(loc.kernel_size), hidden=int(loc.hidden),
-      input_downsample=int(loc.input_downsample),
-      kernels=_kernels_name(cfg))
+def _cnn_fields(width: int) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      filters=(width, 2 * width),  # Channels of the 2 convolutions.
+      kernel_sizes=(9, 7),  # Square kernel sizes (the paper's 9x9, 7x7).
+      # "SAME" | "VALID" (no padding: Torch7's default, docs/reproduction.md).
+      padding="SAME",
+  ))
+
+
+def _check_cnn(cfg, key: str) -> None:
+  checks.check_ints(f"{key}.filters", cfg.filters, 2)
+  checks.check_ints(f"{key}.kernel_sizes", cfg.kernel_sizes, 2)
+  checks.check_choice(f"{key}.padding", cfg.padding, CONV_PADDINGS)
+
+
+def _fcn_localizer_fields() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      hidden=(32, 32),  # 2 hidden dense layers; theta is the 3rd layer.
+  ))
+
+
+def _cnn_localizer_fields() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      input_downsample=2,  # Average-pool factor on the input first.
+      filters=(20, 20),  # Channels of the 2 VALID 5x5 convolutions.
+      kernel_size=5,  # Square kernel size.
+      hidden=20,  # Units of the dense layer before theta.
+  ))
+
+
+def _check_cnn_localizer(cfg, key: str) -> None:
+  checks.check_ints(f"{key}.filters", cfg.filters, 2)
+  checks.check_int(f"{key}.kernel_size", cfg.kernel_size)
+  checks.check_int(f"{key}.hidden", cfg.hidden)
+  checks.check_int(f"{key}.input_downsample", cfg.input_downsample)
+
+
+# Classifier families (`model.classifier`).
+CLASSIFIERS: dict[str, Part] = {
+    "fcn": Part(
+        fields=("hidden",), default_config=_fcn_fields, check=_check_fcn,
+        build=lambda m: FCN(hidden=tuple(m.classifier.hidden))),
+    "cnn": Part(
+        fields=("filters", "kernel_sizes", "padding"),
+        default_config=_cnn_fields, check=_check_cnn,
+        build=lambda m: CNN(
+            filters=tuple(m.classifier.filters),
+            kernel_sizes=tuple(m.classifier.kernel_sizes),
+            kernels=_kernels_name(m), padding=m.classifier.padding)),
+}
+
+# Localisation-net families (`model.localizer`), the transformer's trunk.
+LOCALIZERS: dict[str, Part] = {
+    "fcn": Part(
+        fields=("hidden",), default_config=_fcn_localizer_fields,
+        check=_check_fcn,
+        build=lambda m: FCNLocalizer(hidden=tuple(m.localizer.hidden))),
+    "cnn": Part(
+        fields=("input_downsample", "filters", "kernel_size", "hidden"),
+        default_config=_cnn_localizer_fields, check=_check_cnn_localizer,
+        build=lambda m: CNNLocalizer(
+            filters=tuple(m.localizer.filters),
+            kernel_size=int(m.localizer.kernel_size),
+            hidden=int(m.localizer.hidden),
+            input_downsample=int(m.localizer.input_downsample),
+            kernels=_kernels_name(m))),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """A model of the registry: a classifier, optionally behind a transformer.
+
+  Attributes:
+    classifier: a key of `CLASSIFIERS`.
+    localizer: a key of `LOCALIZERS` for a spatial-transformer model (which
+      then takes `model.transform` and the transformer's fields), or None.
+  """
+  classifier: str
+  localizer: Optional[str] = None
+
+  @property
+  def has_transformer(self) -> bool:
+    return self.localizer is not None
+
+
+# name -> spec. A new model is one entry here (and its width in the
+# configs); the config fields, their checks and the builder come from it.
+MODELS: dict[str, ModelSpec] = {
+    "fcn": ModelSpec("fcn"),
+    "cnn": ModelSpec("cnn"),
+    "st_fcn": ModelSpec("fcn", localizer="fcn"),
+    "st_cnn": ModelSpec("cnn", localizer="cnn"),
+}
+
+# Models with a spatial transformer (they take `model.transform`).
+ST_MODELS = tuple(n for n, spec in MODELS.items() if spec.has_transformer)
+
+
+def get_model_spec(name: str) -> ModelSpec:
+  """`MODELS[name]`, or a ValueError naming `model.name` and the choices."""
+  checks.check_choice("model.name", name, MODELS)
+  return MODELS[name]
+
+
+def classifier_config(name: str, *, width: int) -> ml_collections.ConfigDict:
+  """The `model.classifier` fields of model `name` at `width`."""
+  return CLASSIFIERS[get_model_spec(name).classifier].default_config(width)
+
+
+def localizer_config(name: str):
+  """The `model.localizer` fields of model `name` (None without one)."""
+  spec = get_model_spec(name)
+  return (LOCALIZERS[spec.localizer].default_config()
+          if spec.has_transformer else None)
 
 
 def transform_kwargs(model_cfg) -> tuple:
@@ -361,11 +469,11 @@ def transform_kwargs(model_cfg) -> tuple:
 
 def st_output_size(model_cfg, canvas_size: int) -> tuple:
   """`(h, w)` of the transformer's output: the canvas / `st_downsample`."""
-  d = int(model_cfg.st_downsample)
-  if d < 1 or canvas_size % d:
-    raise ValueError(
-        f"`model.st_downsample` must be a positive divisor of the canvas size "
-        f"{canvas_size}, got {model_cfg.st_downsample!r}.")
+  d = model_cfg.st_downsample
+  checks.check_int("model.st_downsample", d)
+  if canvas_size % d:
+    checks.fail("model.st_downsample", d,
+                f"a positive divisor of the canvas size {canvas_size}")
   return (canvas_size // d, canvas_size // d)
 
 
@@ -377,58 +485,69 @@ def st_sampling(model_cfg, canvas_size: int) -> tuple:
   classifier an image of `st_output_size`.
   """
   out = st_output_size(model_cfg, canvas_size)
-  by = model_cfg.st_downsample_by
-  if by not in ST_DOWNSAMPLE_BY:
-    raise ValueError(f"`model.st_downsample_by` must be one of "
-                     f"{list(ST_DOWNSAMPLE_BY)}, got {by!r}.")
-  if by == "grid":
+  checks.check_choice("model.st_downsample_by", model_cfg.st_downsample_by,
+                      ST_DOWNSAMPLE_BY)
+  if model_cfg.st_downsample_by == "grid":
     return out, 1
   return (canvas_size, canvas_size), int(model_cfg.st_downsample)
 
 
-def _plain(classifier_fn) -> Callable:
-  def build(model_cfg, *, canvas_size: int) -> nn.Module:
-    del canvas_size  # A plain classifier sees the whole canvas.
-    return classifier_fn(model_cfg)
-  return build
+def validate_model_config(model_cfg, *, canvas_size: int) -> None:
+  """Raises ValueError naming the first invalid `model.*` key.
 
-
-def _st(localizer_fn, classifier_fn) -> Callable:
-  def build(model_cfg, *, canvas_size: int) -> nn.Module:
-    sampled, pool = st_sampling(model_cfg, canvas_size)
-    return SpatialTransformerClassifier(
-        localizer=localizer_fn(model_cfg), classifier=classifier_fn(model_cfg),
-        transform=model_cfg.transform, output_size=sampled, output_pool=pool,
-        transform_kwargs=transform_kwargs(model_cfg),
-        align_corners=bool(model_cfg.align_corners),
-        method=model_cfg.sampling_method, padding_mode=model_cfg.padding_mode,
-        kernels=_kernels_name(model_cfg))
-  return build
-
-
-# name -> builder(model_cfg, *, canvas_size) -> nn.Module. `model_cfg` is the
-# `model` field of `configs/distorted_mnist.py`: `classifier` (FCN: `hidden`;
-# CNN: `filters`, `kernel_sizes`, `padding`), `kernels` (CNN / ST-CNN), for ST models `localizer` (FCN: `hidden`;
-# CNN: `filters`, `kernel_size`, `hidden`, `input_downsample`), `transform`,
-# `tps_num_points`, `st_downsample`, `st_downsample_by`, `align_corners`, `sampling_method`,
-# `padding_mode`.
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "fcn": _plain(_fcn_classifier),
-    "cnn": _plain(_cnn_classifier),
-    "st_fcn": _st(_fcn_localizer, _fcn_classifier),
-    "st_cnn": _st(_cnn_localizer, _cnn_classifier),
-}
-
-# Models with a spatial transformer (they take `model.transform`).
-ST_MODELS = ("st_fcn", "st_cnn")
+  The fields of `model.classifier` / `model.localizer` are the registry
+  parts' (`CLASSIFIERS`, `LOCALIZERS`), checked by them; a model without a
+  transformer must have `transform` None and `localizer` None.
+  """
+  m = model_cfg
+  spec = get_model_spec(m.name)
+  classifier = CLASSIFIERS[spec.classifier]
+  checks.check_keys("model.classifier", m.classifier, classifier.fields)
+  classifier.check(m.classifier, "model.classifier")
+  checks.check_choice("model.kernels", m.kernels, fast_layers.CONV_IMPLS)
+  if not spec.has_transformer:
+    if m.transform is not None:
+      checks.fail("model.transform", m.transform,
+                  f"None for model {m.name!r} (it has no spatial transformer)")
+    checks.check_keys("model.localizer", m.localizer, ())
+    return
+  localizer = LOCALIZERS[spec.localizer]
+  checks.check_choice("model.transform", m.transform, stn_jax.TRANSFORMS)
+  checks.check_keys("model.localizer", m.localizer, localizer.fields)
+  localizer.check(m.localizer, "model.localizer")
+  checks.check_int("model.tps_num_points", m.tps_num_points, 4)
+  if m.transform == "tps" and math.isqrt(m.tps_num_points) ** 2 != (
+      m.tps_num_points):
+    checks.fail("model.tps_num_points", m.tps_num_points, "a perfect square")
+  st_sampling(m, canvas_size)
+  checks.check_choice("model.sampling_method", m.sampling_method,
+                      stn_jax.METHODS)
+  checks.check_choice("model.padding_mode", m.padding_mode,
+                      stn_jax.PADDING_MODES)
+  if not isinstance(m.align_corners, bool):
+    checks.fail("model.align_corners", m.align_corners, "a bool")
 
 
 def build_model(model_cfg, *, canvas_size: int) -> nn.Module:
-  """Builds `MODELS[model_cfg.name]` for square inputs of `canvas_size` pixels."""
-  if model_cfg.name not in MODELS:
-    raise ValueError(f"`model.name` must be one of {sorted(MODELS)}, got "
-                     f"{model_cfg.name!r}.")
-  return MODELS[model_cfg.name](model_cfg, canvas_size=canvas_size)
+  """The model `model_cfg.name` of `MODELS` for square `canvas_size` inputs.
+
+  `model_cfg` is the `model` field of `configs/distorted_mnist.py`; it is
+  validated first (`validate_model_config`).
+  """
+  validate_model_config(model_cfg, canvas_size=canvas_size)
+  spec = MODELS[model_cfg.name]
+  classifier = CLASSIFIERS[spec.classifier].build(model_cfg)
+  if not spec.has_transformer:
+    return classifier
+  sampled, pool = st_sampling(model_cfg, canvas_size)
+  return SpatialTransformerClassifier(
+      localizer=LOCALIZERS[spec.localizer].build(model_cfg),
+      classifier=classifier, transform=model_cfg.transform,
+      output_size=sampled, output_pool=pool,
+      transform_kwargs=transform_kwargs(model_cfg),
+      align_corners=bool(model_cfg.align_corners),
+      method=model_cfg.sampling_method, padding_mode=model_cfg.padding_mode,
+      kernels=_kernels_name(model_cfg))
 
 
 def init_params(model: nn.Module, key, *, canvas_size: int, channels: int = 1):

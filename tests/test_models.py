@@ -165,3 +165,50 @@ def test_bad_inputs_raise():
   with pytest.raises(ValueError, match="st_downsample"):
     models.build_model(cfg.model, canvas_size=42)
   assert set(models.MODELS) == {"fcn", "cnn", "st_fcn", "st_cnn"}
+
+
+def test_registry_parts_own_their_fields():
+  # Every model's config fields come from its registry parts.
+  for name, spec in models.MODELS.items():
+    cfg = distorted_mnist.get_config(f"r,{name}").model
+    assert tuple(cfg.classifier.keys()) == tuple(
+        sorted(models.CLASSIFIERS[spec.classifier].fields))
+    if spec.has_transformer:
+      assert name in models.ST_MODELS
+      assert set(cfg.localizer.keys()) == set(
+          models.LOCALIZERS[spec.localizer].fields)
+    else:
+      assert cfg.localizer is None and name not in models.ST_MODELS
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("classifier.hidden", (0, 3), "model.classifier.hidden"),
+    ("localizer.hidden", (32, 0), "model.localizer.hidden"),
+    ("kernels", "cuda", "model.kernels"),
+    ("st_downsample_by", "max", "model.st_downsample_by"),
+    ("padding_mode", "wrap", "model.padding_mode"),
+])
+def test_validate_model_config_names_the_key(key, value, match):
+  cfg = distorted_mnist.get_config("rts,st_fcn,affine").model
+  node = cfg
+  *parents, leaf = key.split(".")
+  for p in parents:
+    node = node[p]
+  with cfg.unlocked():
+    node[leaf] = value
+  with pytest.raises(ValueError, match=match):
+    models.build_model(cfg, canvas_size=42)
+
+
+def test_a_new_model_is_one_registry_entry(monkeypatch):
+  # An ST model with a CNN localiser and an FCN classifier: no other edit.
+  monkeypatch.setitem(models.MODELS, "st_mixed",
+                      models.ModelSpec("fcn", localizer="cnn"))
+  cfg = distorted_mnist.get_config("r,st_fcn,affine").model
+  with cfg.unlocked():
+    cfg.name = "st_mixed"
+    cfg.localizer = models.localizer_config("st_mixed")
+  model = models.build_model(cfg, canvas_size=28)
+  assert isinstance(model.localizer, models.CNNLocalizer)
+  assert isinstance(model.classifier, models.FCN)
+  assert models.param_count(model, canvas_size=28) > 0
