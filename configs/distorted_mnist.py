@@ -54,10 +54,11 @@ import stn_jax
 from stn_jax import distortions
 from stn_jax import models
 
-# The choices come from the registries.
+# The choices come from the registries (transform families are read from
+# `stn_jax.TRANSFORMS` when parsing, so that a family registered with
+# `stn_jax.register_transform`, e.g. in a user's own config file, counts).
 DISTORTIONS = tuple(distortions.DISTORTIONS)
 MODELS = tuple(models.MODELS)
-TRANSFORMS = tuple(stn_jax.TRANSFORMS)
 PROTOCOLS = ("paper", "quick", "smoke")
 
 # Micro-batch of the convolutional models' train steps: on the 2-core CPU
@@ -130,9 +131,10 @@ def parse_arg(arg: str) -> tuple:
   `protocol` defaults to "paper". Raises ValueError naming a bad item.
   """
   items = [s.strip() for s in (arg or "").split(",") if s.strip()]
+  transforms = tuple(stn_jax.TRANSFORMS)  # Registered ones included.
   usage = ("expected '<distortion>,<model>[,<transform>][,<protocol>]' with "
            f"distortion in {list(DISTORTIONS)}, model in {list(MODELS)}, "
-           f"transform in {list(TRANSFORMS)}, protocol in {list(PROTOCOLS)}")
+           f"transform in {list(transforms)}, protocol in {list(PROTOCOLS)}")
   if len(items) < 2:
     raise ValueError(f"config argument {arg!r}: {usage}.")
   dist, model, rest = items[0], items[1], items[2:]
@@ -144,7 +146,7 @@ def parse_arg(arg: str) -> tuple:
                      f"{usage}.")
   transform = protocol = None
   for item in rest:
-    if item in TRANSFORMS and transform is None and protocol is None:
+    if item in transforms and transform is None and protocol is None:
       transform = item
     elif item in PROTOCOLS and protocol is None:
       protocol = item

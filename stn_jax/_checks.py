@@ -153,3 +153,10 @@ def check_choice(name: str, value, choices: Sequence[str]) -> None:
   if value not in choices:
     raise ValueError(
         f"`{name}` must be one of {sorted(choices)}, got {value!r}.")
+
+
+def no_options(name: str, kw) -> None:
+  """Raises ValueError if transform family `name` got keyword options `kw`."""
+  if kw:
+    raise ValueError(
+        f"transform {name!r} takes no keyword options, got {sorted(kw)}.")

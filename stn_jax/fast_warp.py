@@ -28,8 +28,9 @@ Where the time went in the plain path (ST-FCN train step, B=256, 28x28):
 
 Without differentiation (inference, evaluation) the sampling is the plain
 sampler's, whose forward pass alone is the fastest. Only single-channel
-images with "bilinear" sampling and "zeros" padding are fused (the paper's
-MNIST models): with 3 or 64 channels the plain path measured 2-3x faster
+images with "bilinear" sampling and "zeros" padding, through a family with a
+batched coordinate path (`Transform.batch_coords`: the built-in families),
+are fused (the paper's MNIST models): with 3 or 64 channels the plain path measured 2-3x faster
 with gradients (`benchmarks/results/sampler_cpu_fused.md`), so other inputs
 and options take it; it computes the same function. Reverse-mode only
 (`jax.grad`, `jax.vjp`); use `make_grid` + `sample` for forward-mode.
@@ -53,67 +54,6 @@ _HI = jax.lax.Precision.HIGHEST
 # [-_PAD, size]: then both corners of an axis, floor(x) and floor(x) + 1, lie
 # in the padded image, and any corner outside the image reads a zero.
 _PAD = 2
-
-
-# ------------------------------------------------- per-axis coordinates
-
-
-def _check_params(name, params, n):
-  _checks.check_shape("params", params, (None, n),
-                      f"(a batch of flat {name!r} parameters)")
-
-
-def _base_rows(name, params, n, shape, align_corners, kw):
-  """Checks a family without options and `n` parameters; returns the
-  `[3, h * w]` rows (x_t, y_t, 1) of the identity grid (row-major pixels)
-  in `params`' dtype."""
-  transforms._no_kwargs(name, kw)
-  _check_params(name, params, n)
-  base = grids.base_grid(shape, align_corners=align_corners)
-  return base.reshape(-1, 3).T.astype(params.dtype)
-
-
-def _affine_coords(params, shape, *, align_corners, **kw):
-  base = _base_rows("affine", params, 6, shape, align_corners, kw)
-  return (jnp.dot(params[:, 0:3], base, precision=_HI),
-          jnp.dot(params[:, 3:6], base, precision=_HI))
-
-
-def _attention_coords(params, shape, *, align_corners, **kw):
-  base = _base_rows("attention", params, 3, shape, align_corners, kw)
-  s, tx, ty = params[:, 0:1], params[:, 1:2], params[:, 2:3]
-  return (jnp.dot(jnp.concatenate([s, tx], 1), base[0::2], precision=_HI),
-          jnp.dot(jnp.concatenate([s, ty], 1), base[1:], precision=_HI))
-
-
-def _projective_coords(params, shape, *, align_corners, **kw):
-  base = _base_rows("projective", params, 8, shape, align_corners, kw)
-  m = jnp.concatenate([params, jnp.ones_like(params[:, :1])], 1)
-  u, v, w = (jnp.dot(m[:, 3 * r:3 * r + 3], base, precision=_HI)
-             for r in range(3))
-  return grids.dehomogenize(u, v, w)
-
-
-def _tps_coords(params, shape, *, align_corners, num_points=16,
-                regularization=0.0):
-  _check_params("tps", params, transforms.num_params(
-      "tps", num_points=num_points))
-  basis = grids.tps_basis(num_points, shape, regularization=regularization,
-                          align_corners=align_corners).astype(params.dtype)
-  points = params.reshape(params.shape[0], num_points, 2)
-  return tuple(jnp.dot(points[:, :, c], basis.T, precision=_HI)
-               for c in range(2))
-
-
-# transform name -> fn(params [B, n], (h, w), *, align_corners, **kw)
-#   -> (x, y), each [B, h * w]: the normalised source coordinates of
-#   `make_grid(name, params[b], (h, w), ...)`, one array per axis.
-COORDS = {
-    "affine": _affine_coords,
-    "attention": _attention_coords,
-    "projective": _projective_coords,
-    "tps": _tps_coords,
-}
 
 
 # ------------------------------------------------ bilinear interpolation
@@ -273,7 +213,8 @@ def warp(images, params, *, transform: str, output_size,
   method=method, padding_mode=padding_mode,
   align_corners=align_corners))(images, params)`: fused for single-channel
   images with bilinear sampling and zeros padding, the plain path otherwise
-  (see the module docstring).
+  (see the module docstring), e.g. for a family registered without
+  `batch_coords`.
 
   Args:
     images: `[B, H, W, C]` floating images.
@@ -292,7 +233,8 @@ def warp(images, params, *, transform: str, output_size,
   """
   images = jnp.asarray(images)
   params = grids._as_float(params)
-  _checks.check_choice("transform", transform, tuple(COORDS))
+  _checks.check_choice("transform", transform, tuple(transforms.TRANSFORMS))
+  family = transforms.TRANSFORMS[transform]
   _checks.check_choice("method", method, sampler.METHODS)
   _checks.check_choice("padding_mode", padding_mode, sampler.PADDING_MODES)
   shape = _checks.check_output_shape("output_size", output_size, 2)
@@ -303,13 +245,13 @@ def warp(images, params, *, transform: str, output_size,
     raise ValueError(
         f"`params` must be [B, n] with B = {images.shape[0]} (one flat "
         f"parameter vector per image), got shape {list(params.shape)}.")
-  if (method != "bilinear" or padding_mode != "zeros" or
-      images.shape[-1] != 1):
+  if (family.batch_coords is None or method != "bilinear" or
+      padding_mode != "zeros" or images.shape[-1] != 1):
     return plain_warp(images, params, transform=transform, output_size=shape,
                       align_corners=align_corners, method=method,
                       padding_mode=padding_mode, **transform_kwargs)
-  x, y = COORDS[transform](params, shape, align_corners=align_corners,
-                           **transform_kwargs)
+  x, y = family.batch_coords(params, shape, align_corners=align_corners,
+                             **transform_kwargs)
   out = bilinear_zeros(images, x, y, align_corners=align_corners)
   return out.reshape((images.shape[0],) + shape + (images.shape[-1],))
 

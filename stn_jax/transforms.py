@@ -19,13 +19,14 @@ example is expected is refused with a message naming the `jax.vmap` call.
 """
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from stn_jax import _checks
+from stn_jax import batch_coords
 from stn_jax import grids
 
 _HI = jax.lax.Precision.HIGHEST
@@ -204,17 +205,20 @@ class Transform:
     num_params: `(**kw) -> int`.
     identity_params: `(**kw) -> float32 [num_params]`.
     grid: `(flat_params, shape, *, align_corners, **kw) -> [h, w, 2]`.
+    batch_coords: optional fast batched path, `(params [B, num_params],
+      (h, w), *, align_corners, **kw) -> (x, y)` each `[B, h * w]`, the grids'
+      x and y for the whole batch (`stn_jax.batch_coords`); None: the models'
+      fused warp (`stn_jax.fast_warp.warp`) falls back to the vmapped `grid`
+      and `sample`.
   """
   name: str
   num_params: Callable[..., int]
   identity_params: Callable[..., jnp.ndarray]
   grid: Callable[..., jnp.ndarray]
+  batch_coords: Optional[Callable[..., tuple]] = None
 
 
-def _no_kwargs(name, kw):
-  if kw:
-    raise ValueError(
-        f"transform {name!r} takes no keyword options, got {sorted(kw)}.")
+_no_kwargs = _checks.no_options
 
 
 def _fixed(name, n, identity):
@@ -279,14 +283,78 @@ def _tps_grid(params, shape, *, align_corners=False, num_points=16,
 
 TRANSFORMS: dict[str, Transform] = {
     "affine": Transform("affine", *_fixed("affine", 6, [1, 0, 0, 0, 1, 0]),
-                        _affine_grid),
+                        _affine_grid, batch_coords.affine_coords),
     "attention": Transform("attention", *_fixed("attention", 3, [1, 0, 0]),
-                           _attention_grid),
+                           _attention_grid, batch_coords.attention_coords),
     "projective": Transform(
         "projective", *_fixed("projective", 8, [1, 0, 0, 0, 1, 0, 0, 0]),
-        _projective_grid),
-    "tps": Transform("tps", _tps_num_params, _tps_identity, _tps_grid),
+        _projective_grid, batch_coords.projective_coords),
+    "tps": Transform("tps", _tps_num_params, _tps_identity, _tps_grid,
+                     batch_coords.tps_coords),
 }
+
+
+def register_transform(name: str, *, num_params, identity: Callable,
+                       grid: Callable,
+                       batch_coords: Optional[Callable] = None) -> Transform:
+  """Adds a transform family to `TRANSFORMS`; returns its entry.
+
+  After this call the family works wherever a built-in one does:
+  `make_grid(name, ...)`, `num_params`, `identity_params`, the models'
+  transformers (`--config.model.transform=<name>`; the fused warp falls back
+  to `grid` + `sample` without `batch_coords`), sweeps and figures.
+
+  Args:
+    name: a new family name (a non-empty string; built-in and registered
+      names are refused).
+    num_params: P, the length of the flat parameter vector: an int, or a
+      callable `(**options) -> int`.
+    identity: `(**options) -> [P]` flat parameters of the identity transform
+      (a transformer's regression layer starts there).
+    grid: `(params [P], shape (h, w), *, align_corners, **options) ->
+      [h, w, 2]` normalised (x, y) source coordinates of every output pixel
+      (one example; see `stn_jax.grids` for the conventions).
+    batch_coords: optional fast batched path (see `Transform`).
+
+  Raises:
+    ValueError: a bad or taken name, or a `num_params` that is not a positive
+      int or callable.
+  """
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"`name` must be a non-empty string, got {name!r}.")
+  if name in TRANSFORMS:
+    raise ValueError(f"`name` {name!r} is already a transform family "
+                     f"({sorted(TRANSFORMS)}).")
+  if callable(num_params):
+    count = num_params
+  elif isinstance(num_params, (int, np.integer)) and not isinstance(
+      num_params, bool) and num_params > 0:
+    n = int(num_params)
+    count = lambda **kw: (_no_kwargs(name, kw), n)[1]
+  else:
+    raise ValueError(f"`num_params` must be a positive int or a callable, "
+                     f"got {num_params!r}.")
+  for arg, fn in (("identity", identity), ("grid", grid)):
+    if not callable(fn):
+      raise ValueError(f"`{arg}` must be callable, got {fn!r}.")
+
+  def checked_identity(**kw):
+    params = jnp.asarray(identity(**kw), jnp.float32)
+    _checks.check_shape("identity(...)", params, (count(**kw),),
+                        f"(the identity of transform {name!r})")
+    return params
+
+  def checked_grid(params, shape, *, align_corners=False, **kw):
+    params = _flat(name, params, count(**kw), shape)
+    out = jnp.asarray(grid(params, tuple(shape), align_corners=align_corners,
+                           **kw))
+    _checks.check_shape("grid(...)", out, tuple(shape) + (2,),
+                        f"(the grid of transform {name!r})")
+    return out
+
+  entry = Transform(name, count, checked_identity, checked_grid, batch_coords)
+  TRANSFORMS[name] = entry
+  return entry
 
 
 def get_transform(kind: str) -> Transform:
