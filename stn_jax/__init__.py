@@ -28,6 +28,7 @@ from stn_jax.transforms import normalized_to_pixel
 from stn_jax.transforms import num_params
 from stn_jax.transforms import pixel_to_normalized
 from stn_jax.transforms import projective_from_points
+from stn_jax.transforms import register_transform
 from stn_jax.transforms import Transform
 from stn_jax.transforms import TRANSFORMS
 
