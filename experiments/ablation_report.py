@@ -8,13 +8,12 @@ Reads the run records that `configs/ablations.py`'s sweep copied into
 reading's overrides, parameter count, seeds, test error (mean ± std over
 seeds) at the end and at 50k / 100k steps where the record has its learning
 curve, the paper's number and the difference, and the wall time. A record
-whose name `configs/ablations.py` does not define is an error (nothing is
-dropped silently).
+whose name does not follow `configs/ablations.py`'s naming with one of its
+readings is an error (nothing is dropped silently).
 """
 
 import argparse
 import collections
-import os
 import statistics
 import sys
 
@@ -47,18 +46,28 @@ def _at_step(record: dict, step: int):
   return None
 
 
+def parse_name(name: str) -> tuple:
+  """"rts-st_fcn-affine-paper-mom-s0" -> ("rts,st_fcn,affine,paper", "mom", 0).
+
+  The inverse of `configs.ablations.run_name` for the readings it defines;
+  raises ValueError for any other name.
+  """
+  for reading in sorted(ablations.READINGS, key=len, reverse=True):
+    prefix, sep, seed = name.rpartition(f"-{reading}-s")
+    if sep and prefix and seed.isdigit():
+      return prefix.replace("-", ","), reading, int(seed)
+  raise ValueError(f"run record {name!r}: no run of that name in "
+                   f"configs/ablations.py (expected "
+                   f"'<cell>-<reading>-s<seed>', reading in "
+                   f"{sorted(ablations.READINGS)}).")
+
+
 def rows(runs_dir: str) -> list[dict]:
   """One dict per (cell, reading): the table's values (see module doc)."""
-  by_name = {r["name"]: r for r in ablations.get_sweep("all")}
   groups = collections.OrderedDict()
   for record in report.load_runs(runs_dir):
-    name = record["_file"][:-len(".json")]
-    if name not in by_name:
-      raise ValueError(f"{os.path.join(runs_dir, record['_file'])}: no run "
-                       f"of that name in configs/ablations.py.")
-    run = by_name[name]
-    reading = name[len(run["config"].replace(",", "-")) + 1:].rsplit("-s", 1)[0]
-    groups.setdefault((run["config"], reading), []).append(record)
+    config_arg, reading, _ = parse_name(record["_file"][:-len(".json")])
+    groups.setdefault((config_arg, reading), []).append(record)
   out = []
   for (config_arg, reading), records in groups.items():
     first = records[0]
