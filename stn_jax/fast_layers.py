@@ -237,10 +237,9 @@ def band_tile(out_width: int, kw: int) -> int:
 
   Smaller tiles do fewer multiply-adds (`(tile + kw - 1) / kw` of the
   direct method's) but smaller matmuls and a larger stack of windows;
-  `kw - 2` was fastest (fwd + gradients, batch 256) on the models' 9x9 and
-  5x5 first layers, among tiles 3-28; one strip on the localisers' small
-  second layers (5x5 on 8x8 and 5x5 inputs, 20 -> 20 channels: 4x4 and 1x1
-  outputs).
+  `kw - 2` balances the two on the models' 9x9 and 5x5 first layers, and
+  one strip covers the localisers' small second layers (4x4 and 1x1
+  outputs) (benchmarks/results/design_notes.md#fast_layers-band-tile).
   """
   if out_width <= kw:
     return out_width
@@ -260,7 +259,7 @@ def banded_conv(x, w, *, padding: Padding = "SAME", tile: int | None = None,
   input gradient and the weight gradient are each one dense matmul (plus
   the window stack and its transpose, an overlap-add), differentiated by
   plain autodiff. It does `(tile + kw - 1) / kw` of the direct method's
-  multiply-adds (1.7x for 9x9 kernels at tile 7) at matmul speed.
+  multiply-adds (15/9 for 9x9 kernels at tile 7), all of them in matmuls.
 
   Args:
     x: `[B, H, W, C]` input.
@@ -321,26 +320,20 @@ def direct_conv_flops(in_size: Sequence[int], kernel: Sequence[int],
   return int(np.prod(out) * np.prod(kernel) * channels[0] * channels[1])
 
 
-# XLA's direct convolution runs its backward pass several times slower than
-# its forward; the DFT's gradients are matmuls like its forward. Measured
-# fwd + both gradients at B=256 (summarised in
-# benchmarks/results/train_step_cpu.md): the DFT beats XLA 2-4x and
-# `banded_conv` 3-6x on the CNNs' 7x7 layers (multiply-add ratio 0.12-0.17:
-# 14x14 32->64 69 ms, banded 415 ms; 10x10 27->54 38 vs 128 ms), but loses
-# to `banded_conv` on the 8x8 5x5 20->20 localiser layer (ratio 0.74: 5.9
-# vs 3.9 ms). It is used only at half the direct method's multiply-adds.
+# The DFT runs a layer only below half the direct method's multiply-adds:
+# its gradients are matmuls like its forward (XLA's backward is slow), but at
+# ratios nearer 1 `banded_conv` does better
+# (benchmarks/results/design_notes.md#fast_layers-dft-threshold).
 DFT_MAX_FLOP_RATIO = 0.5
 # Layers with at most this many input channels (the 1-channel first layers)
-# use `banded_conv`: fwd + both gradients 2.5-4x faster than XLA's and than
-# an XLA forward with shifted-matmul gradients (9x9, batch 256: 28x28 1->30:
-# 132 -> 32 ms; 42x42 1->24: 203 -> 63 ms), where a DFT does not pay (one
-# input channel: the inverse transform of the 24-32 output maps dominates).
+# use `banded_conv`: XLA's gradients are slowest there, and a DFT does not pay
+# as the inverse transform of the many output maps dominates
+# (benchmarks/results/design_notes.md#fast_layers-banded-channels).
 BANDED_MAX_CHANNELS = 4
 # Other layers that the DFT does not take use `banded_conv` too when their
 # stacked windows (kh * kw * Ho * Wo * C values per image) are at most this
-# many: on the localisers' 5x5 20->20 layers it beat XLA's gradients 4-8x
-# and shifted-matmul gradients 1.5-2.5x (8x8 input: XLA 30, shifted 9,
-# banded 4 ms).
+# many, as the localisers' small 5x5 20->20 layers, whose matmul gradients
+# beat XLA's (benchmarks/results/design_notes.md#fast_layers-banded-taps).
 BANDED_MAX_TAPS = 20_000
 
 
@@ -412,9 +405,9 @@ def _first_max(a, b):
   """`jnp.maximum(a, b)` whose derivative follows `a` on ties.
 
   `jnp.maximum`'s derivative splits ties 1/2 : 1/2, so a pool of tied values
-  shared its gradient; first-wins is XLA's and torch's rule (the same train
-  step time: one select instead of two selects and a divide per pair,
-  within noise in an A/B of the CNN and ST-CNN steps).
+  would share its gradient; first-wins is XLA's and torch's rule, and costs
+  one select per pair instead of two selects and a divide
+  (benchmarks/results/design_notes.md#fast_layers-pool-ties).
   """
   return jnp.maximum(a, b)
 
@@ -431,10 +424,9 @@ def max_pool(x, window: int = 2):
 
   The maximum of the window's `window**2` strided slices, taken pairwise
   (a balanced tree of maxima): elementwise work that XLA fuses into one
-  loop, with an elementwise gradient (no select-and-scatter, no reduction:
-  XLA:CPU ran a reshape + max over the window axes, and its gradient's tie
-  count, as ~21 ms of library reductions in the CNN's training step at
-  B=256; the pairwise form takes ~13 ms, fwd + bwd).
+  loop, with an elementwise gradient, because XLA:CPU runs a reshape + max
+  over the window axes (and its gradient's tie count) as slow library
+  reductions (benchmarks/results/design_notes.md#fast_layers-max-pool).
 
   Args:
     x: `[B, H, W, C]`.

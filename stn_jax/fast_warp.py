@@ -8,19 +8,21 @@ w.r.t. both the images and the transform parameters, torch's conventions at
 the image edges included; `tests/test_fast_warp.py` checks both against the
 plain path.
 
-Where the time went in the plain path (ST-FCN train step, B=256, 28x28):
+What it changes from the plain path, and why
+(benchmarks/results/design_notes.md#fast_warp-fused-path):
 
-* The grid `[B, h, w, 2]` interleaves x and y. The sampler reads them as
+* The plain grid `[B, h, w, 2]` interleaves x and y. The sampler reads them as
   strided slices; in the backward pass their gradients are padded back into
   the interleaved layout, sliced apart again by the grid's own backward and
-  reduced per parameter (6 small reductions XLA:CPU runs as library calls).
+  reduced per parameter (small reductions XLA:CPU runs as library calls).
   Here the coordinates stay two `[B, h*w]` arrays made by one matmul per axis
   (`params [B, k] @ base [k, h*w]`), whose gradient is the transposed matmul.
-* Each corner had its own in-bounds mask, a separate elementwise pass kept
-  alive for the backward, and its own gather. Here the image is zero-padded
-  by 2 pixels and the corner index clipped into the padding, so an outside
-  corner reads an exact 0 and no masks exist; and a table holding each
-  pixel's 2x2 block lets one gather of 4-value rows read all four corners.
+* The plain sampler gives each corner its own in-bounds mask, a separate
+  elementwise pass kept alive for the backward, and its own gather. Here the
+  image is zero-padded by 2 pixels and the corner index clipped into the
+  padding, so an outside corner reads an exact 0 and no masks exist; and a
+  table holding each pixel's 2x2 block lets one gather of 4-value rows read
+  all four corners.
 * The backward is hand-written (a custom VJP): the coordinate gradient from
   slopes computed in the forward pass, the image gradient as one scatter-add
   into the table (removed by XLA when the image needs no gradient, as at a
@@ -30,9 +32,10 @@ Without differentiation (inference, evaluation) the sampling is the plain
 sampler's, whose forward pass alone is the fastest. Only single-channel
 images with "bilinear" sampling and "zeros" padding, through a family with a
 batched coordinate path (`Transform.batch_coords`: the built-in families),
-are fused (the paper's MNIST models): with 3 or 64 channels the plain path measured 2-3x faster
-with gradients (`benchmarks/results/sampler_cpu_fused.md`), so other inputs
-and options take it; it computes the same function. Reverse-mode only
+are fused (the paper's MNIST models): with several channels the corner table
+holds four copies of the image and the plain path is faster
+(benchmarks/results/design_notes.md#fast_warp-single-channel-only), so other
+inputs and options take it; it computes the same function. Reverse-mode only
 (`jax.grad`, `jax.vjp`); use `make_grid` + `sample` for forward-mode.
 """
 
@@ -78,9 +81,9 @@ def _corner_table(images):
   the 2x2 block whose top-left pixel is pixel i of the batch zero-padded by
   2 pixels, as (y0 x0, y0 x1, y1 x0, y1 x1).
 
-  One gather of a 4-value row per point then reads all four corners: the
-  index arithmetic runs once instead of per corner (ST-FCN train step,
-  B=256: -7 to -11 % against four single-value gathers).
+  One gather of a 4-value row per point then reads all four corners, so the
+  index arithmetic runs once instead of per corner
+  (benchmarks/results/design_notes.md#fast_warp-corner-table).
   """
   channels = images.shape[-1]
   rows, cols = images.shape[1] + 2 * _PAD, images.shape[2] + 2 * _PAD
@@ -111,10 +114,10 @@ def _sample_xy(images, x, y, align_corners):
   coordinates x, y `[B, P]`.
 
   Evaluated without differentiation (inference, evaluation) this is the
-  plain sampler, whose forward pass alone is the fastest (B=256, 42x42x1:
-  1.1 ms against 1.5-2.7 ms for the gathers below). Under `jax.grad` the
-  forward pass gathers from the corner table and keeps the slopes for the
-  hand-written backward pass.
+  plain sampler, whose forward pass alone beats the corner-table gathers
+  below (benchmarks/results/design_notes.md#fast_warp-plain-forward). Under
+  `jax.grad` the forward pass gathers from the corner table and keeps the
+  slopes for the hand-written backward pass.
   """
   grid = jnp.stack([x, y], axis=-1)[:, :, None, :]  # [B, P, 1, 2]
   out = jax.vmap(lambda im, g: sampler.sample(

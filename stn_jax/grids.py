@@ -118,8 +118,8 @@ def _apply_matrix(base, matrix):
 
   A k <= 4 contraction: as elementwise work XLA fuses it with the sampler's
   coordinate arithmetic, where a dot (batched under vmap) would run as a
-  separate library call with a transposed output (measured 2x slower
-  end to end on CPU for the sampler benchmark's MNIST shape).
+  separate library call with a transposed output
+  (benchmarks/results/design_notes.md#grids-multiply-adds).
   """
   rows = []
   for c in range(matrix.shape[0]):
@@ -257,8 +257,8 @@ def dehomogenize(u, v, w):
   safe_w = jnp.where(ok, w, jnp.ones_like(w))
   outside = jnp.full_like(w, PROJECTIVE_OUTSIDE)
   # x and y divided one by one: broadcasting w [..., 1] over [..., 2] makes
-  # w's gradient a reduction over that size-2 axis, which XLA:CPU ran as a
-  # library call taking 3 ms of a 14 ms ST-FCN training step (B=256).
+  # w's gradient a reduction over that size-2 axis, which XLA:CPU runs as a
+  # slow library call (benchmarks/results/design_notes.md#grids-dehomogenize).
   return (jnp.where(ok, u / safe_w, outside),
           jnp.where(ok, v / safe_w, outside))
 
@@ -378,8 +378,9 @@ def tps_grid(control_points, shape, *, source_points=None,
                     align_corners=align_corners)
   # As [2, P] = control_points^T basis^T, then transposed: under vmap the
   # dot's output is [B, 2, P] and XLA folds the transpose into the
-  # sampler's reads, where [P, B, 2] (basis @ control_points) needed a
-  # separate transpose (ST-FCN TPS train step, B=256: 7.2 -> 5.2 ms).
+  # sampler's reads, where [P, B, 2] (basis @ control_points) needs a
+  # separate transpose
+  # (benchmarks/results/design_notes.md#grids-tps-contraction).
   grid = jnp.einsum("kc,pk->cp", control_points,
                     basis.astype(control_points.dtype),
                     precision=jax.lax.Precision.HIGHEST)

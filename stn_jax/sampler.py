@@ -77,12 +77,12 @@ def _apply_padding(coord, size: int, padding_mode: str, align_corners: bool):
 # --- Row gather with a batch-folding vmap rule. Under `jax.vmap`, reading
 # rows of a batched image at batched indices becomes XLA's batched gather,
 # which XLA:CPU runs far slower than one plain gather over the whole batch
-# (measured 7.0 -> 4.0 ms forward at B=256, 42x42x1 -> 28x28). So the batching
-# rule folds the batch into the row axis: image [B, N, C] -> [B * N, C],
-# indices + b * N. The derivative is a custom JVP whose tangent is the plain
-# gather `d_flat[idx]`: JAX can transpose it (reverse mode: a scatter-add) and
-# evaluate it (forward mode), which a custom VJP or a custom-vmap tangent would
-# not allow; only the primal takes the folded path.
+# (benchmarks/results/design_notes.md#sampler-batch-folding-gather). So the
+# batching rule folds the batch into the row axis: image [B, N, C] ->
+# [B * N, C], indices + b * N. The derivative is a custom JVP whose tangent is
+# the plain gather `d_flat[idx]`: JAX can transpose it (reverse mode: a
+# scatter-add) and evaluate it (forward mode), which a custom VJP or a
+# custom-vmap tangent would not allow; only the primal takes the folded path.
 
 
 def _batch_offsets(axis_size: int, rows: int, idx):
@@ -209,8 +209,9 @@ def _weighted_sum(weights, values):
   """sum_t weights[t, p] * values[t, p, c] as plain multiply-adds.
 
   Written out (not einsum / sum over t): XLA:CPU lowers the einsum to a
-  batched matmul over points and the small reduction to a slow library call;
-  the unrolled form fuses into one elementwise loop (5x faster here).
+  batched matmul over points and the small reduction to a slow library call,
+  while the unrolled form fuses into one elementwise loop
+  (benchmarks/results/design_notes.md#sampler-unrolled-weighted-sum).
   """
   out = weights[0][:, None] * values[0]
   for t in range(1, weights.shape[0]):
@@ -223,8 +224,8 @@ def _weighted_sum(weights, values):
 # (the image gradient is the transpose of each gather, a scatter-add). One
 # gather per corner, not one stacked [2^ndim, P] gather: under vmap the
 # stacked indices and weights come out as [B, 2^ndim, P], and slicing corners
-# out of that strided layout cost more than the gathers (B=256, 42x42x1 ->
-# 28x28: forward 3.9 -> 2.0 ms, forward+backward 22 -> 12.5 ms, medians).
+# out of that strided layout costs more than the gathers
+# (benchmarks/results/design_notes.md#sampler-one-gather-per-corner).
 
 
 def _interp_gather(flat, pix, sizes):
@@ -238,10 +239,10 @@ def _interp_gather(flat, pix, sizes):
 # --- Path "gather_vjp": the same forward with a hand-written VJP that does only
 # the needed work: one scatter-add of weight * cotangent for the image, and the
 # grid gradient from the corner values gathered in the forward pass (no second
-# gather, no autodiff through the weights). Measured slower than autodiff on
-# XLA:CPU (benchmarks/results/sampler_cpu.md: XLA already fuses the autodiff
-# backward well, and the custom rule keeps [ndim, P, C] slopes alive), so
-# "auto" does not pick it; it stays as a checked alternative.
+# gather, no autodiff through the weights). "auto" does not pick it, as XLA
+# already fuses the autodiff backward well and the custom rule keeps
+# [ndim, P, C] slopes alive; it stays as a checked alternative
+# (benchmarks/results/design_notes.md#sampler-gather_vjp).
 
 
 def _corner_slopes(axis_weights, valid, ndim):
@@ -361,12 +362,10 @@ def choose_linear_path(sizes, num_points: int, channels: int) -> str:
   2^ndim corners per point, each ~(8 + C) operations (index arithmetic plus C
   values); `separable` touches every (point, pixel) pair, ~P * N * (C / 16 +
   1) (a matmul at ~16 flops per element-op, plus the weight matrices), times
-  a measured margin of 4. On a 2-core CPU the matmul paths were 20-45x slower
-  than gathering at B=256, 42x42x1 -> 28x28
-  (benchmarks/results/sampler_cpu.md). At 6x6x1 -> 5x5 they tied in the
-  forward pass and were 1.2-1.7x slower with the backward. So `separable` is
-  picked only for images of a handful of pixels; `dense` and `gather_vjp`
-  (always slower here) are never picked.
+  a margin of 4 set from benchmarks. So `separable` is picked only for images
+  of a handful of pixels; `dense` and `gather_vjp` (slower than the others on
+  every measured shape) are never picked
+  (benchmarks/results/design_notes.md#sampler-path-cost-model).
   """
   n = 1
   for s in sizes:

@@ -10,13 +10,9 @@ and update against the default compilation's).
 
 * "default": XLA's own choices everywhere.
 * "fast": on CPU, dots (matmuls) run through XLA's Eigen-based dot instead of
-  YNNPACK; YNNPACK keeps the reductions. Measured on the 2-core CPU of
-  `benchmarks/results/train_step_cpu.md` (jax 0.10.2, A/B of the jitted
-  step in one process, alternating blocks, batch 256): FCN steps 0.89-0.90
-  of the default's time, ST-FCN 0.86-0.94, the convolutional models
-  0.94-1.02; vmapped over 3 seeds (quick protocol): FCN 0.91, ST-FCN
-  0.86-0.96, CNN 0.99, ST-CNN 0.92. Taking YNNPACK off the elementwise ops
-  as well made ST-FCN steps 3.5x slower, so only the dots move.
+  YNNPACK, which made the dense models' steps faster on the project's CPU;
+  YNNPACK keeps the reductions, and only the dots move
+  (benchmarks/results/design_notes.md#xla_options-fast).
 
 The option names are XLA's (`xla/debug_options_flags.cc`) and experimental:
 a jaxlib that drops one fails at compile time with XLA's error naming it
