@@ -88,19 +88,21 @@ class TorchFCN(torch.nn.Module):
 
 
 class TorchCNN(torch.nn.Module):
-  """(conv SAME -> relu -> maxpool 2) x 2 -> dense."""
+  """(conv SAME or VALID -> relu -> maxpool 2) x 2 -> dense."""
 
-  def __init__(self, size, filters, kernel_sizes):
+  def __init__(self, size, filters, kernel_sizes, padding="SAME"):
     super().__init__()
     f1, f2 = filters
     k1, k2 = kernel_sizes
-    # Flax's SAME pooling of odd sizes keeps floor(size / 2).
-    out = (size // 2) // 2
+    same = padding == "SAME"
+    out = size
+    for k in (k1, k2):  # The pools keep floor(size / 2), as flax's.
+      out = (out if same else out - k + 1) // 2
     self.net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, f1, k1, padding=k1 // 2), torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(f1, f2, k2, padding=k2 // 2), torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Conv2d(1, f1, k1, padding=k1 // 2 if same else 0),
+        torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(f1, f2, k2, padding=k2 // 2 if same else 0),
+        torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
         torch.nn.Linear(f2 * out * out, 10))
 
   def forward(self, x):
@@ -142,12 +144,16 @@ class TorchST(torch.nn.Module):
       self.theta.weight.zero_()
       self.theta.bias.copy_(torch.tensor(np.asarray(
           stn_jax.identity_params(self.kind, **kw))))
-    self.out = models.st_output_size(model_cfg, size)
+    # The sampled grid, then (avg_pool) an average pool to the output size.
+    self.out, pool = models.st_sampling(model_cfg, size)
+    self.pool = torch.nn.AvgPool2d(pool) if pool > 1 else torch.nn.Identity()
+    side = self.out[0] // pool
     cls = model_cfg.classifier
     if model_cfg.name == "st_fcn":
-      self.classifier = TorchFCN(self.out[0] * self.out[1], cls.hidden)
+      self.classifier = TorchFCN(side * side, cls.hidden)
     else:
-      self.classifier = TorchCNN(self.out[0], cls.filters, cls.kernel_sizes)
+      self.classifier = TorchCNN(side, cls.filters, cls.kernel_sizes,
+                                 cls.padding)
     base = np.asarray(stn_jax.base_grid(self.out, align_corners=True))
     self.register_buffer("base", torch.tensor(base.reshape(-1, 3)))
     if self.kind == "tps":
@@ -179,7 +185,7 @@ class TorchST(torch.nn.Module):
     v = torch.nn.functional.grid_sample(x, self.grid(p), mode="bilinear",
                                         padding_mode="zeros",
                                         align_corners=True)
-    return self.classifier(v)
+    return self.classifier(self.pool(v))
 
 
 def torch_model(cfg, size):
@@ -187,7 +193,8 @@ def torch_model(cfg, size):
   if m.name == "fcn":
     return TorchFCN(size * size, m.classifier.hidden)
   if m.name == "cnn":
-    return TorchCNN(size, m.classifier.filters, m.classifier.kernel_sizes)
+    return TorchCNN(size, m.classifier.filters, m.classifier.kernel_sizes,
+                    m.classifier.padding)
   return TorchST(m, size)
 
 
