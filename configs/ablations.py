@@ -65,14 +65,14 @@ GROUPS = {
     "rts2": [
         ("rts,st_fcn,affine,paper", "mom_h256_avgpool", (0,)),
         ("r,st_fcn,affine,paper", "mom_h331", (0,)),
-        ("r,fcn,paper", "mom_h349", (0,)),
     ],
     "rts3": [
         ("rts,fcn,paper", "mom_h202", (0,)),
-        ("rts,st_fcn,affine,paper", "mom_h401_avgpool", (0,)),
+        ("r,fcn,paper", "mom_h349", (0,)),
     ],
     # Queued, not yet run.
     "later": [
+        ("rts,st_fcn,affine,paper", "mom_h401_avgpool", (0,)),
         ("rts,st_fcn,affine,paper", "mom_h401", (0,)),
         ("rts,st_fcn,affine,paper", "mom_h256_loc0.1", (0,)),
     ],
