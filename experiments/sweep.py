@@ -2,15 +2,21 @@ r"""Runs a sweep of `stn_jax.main` training runs, resumably.
 
     python -m experiments.sweep --sweep=configs/table1.py:quick \
         --workdir_root=workdirs/table1 --results_dir=results/runs --parallel=1
+    python -m experiments.sweep --sweep=configs/table1.py:quick \
+        --reuse_results   # only the runs without a record in results/runs
 
 * The sweep comes from a config file's `get_sweep(arg)` (see
   `configs/table1.py`): a list of {"name", "config", "overrides"}.
-* Each run trains in `<workdir_root>/<name>` as its own process. A run whose
-  record is already in `--results_dir` (or whose workdir holds a
-  `results.json`) is skipped; an interrupted run resumes from its latest
-  checkpoint, because `stn_jax.main` always resumes from its workdir.
-* As each run finishes, its `results.json` is copied to
-  `<results_dir>/<name>.json`, so nothing finished is lost.
+* Each run trains in `<workdir_root>/<name>` as its own process. A run is
+  done when its workdir holds a `results.json` (it finished); the others
+  train, an interrupted one resuming from its latest checkpoint, because
+  `stn_jax.main` always resumes from its workdir. Records already in
+  `--results_dir` (e.g. the committed `results/runs/*.json`) do NOT count as
+  done unless `--reuse_results` is given: on a fresh clone the sweep trains
+  every run.
+* A finished run's `results.json` is copied to `<results_dir>/<name>.json`
+  (when that record is missing or older than the workdir's), so nothing
+  finished is lost.
 * The runner survives being killed: its children die with it (Linux
   PR_SET_PDEATHSIG), and running it again picks up where it stopped.
 * Runs of one "group" (the seeds of a cell whose model trains faster with
@@ -108,31 +114,62 @@ def _die_with_parent():
     pass  # not Linux: children may outlive a killed runner.
 
 
-def collect(run: dict, workdir: str, results_dir: str) -> bool:
-  """Copies a finished run's results.json into `results_dir`; True if done."""
+def collect(run: dict, workdir: str, results_dir: str, *,
+            reuse_results: bool = False) -> bool:
+  """Whether `run` is done; copies a finished run's record to `results_dir`.
+
+  A run is done when `workdir/results.json` exists; it is then copied to
+  `<results_dir>/<name>.json` unless that file is already newer than it (a
+  record edited or collected after the run stays as it is). With
+  `reuse_results`, a record already in `results_dir` also counts as done
+  (without a workdir).
+  """
   target = os.path.join(results_dir, f"{run['name']}.json")
-  if os.path.exists(target):
-    return True
   source = os.path.join(workdir, "results.json")
   if os.path.exists(source):
-    os.makedirs(results_dir, exist_ok=True)
-    shutil.copyfile(source, target + ".tmp")
-    os.replace(target + ".tmp", target)
+    if not os.path.exists(target) or (
+        os.path.getmtime(source) > os.path.getmtime(target) and
+        not _same_bytes(source, target)):
+      os.makedirs(results_dir, exist_ok=True)
+      shutil.copyfile(source, target + ".tmp")
+      os.replace(target + ".tmp", target)
     return True
-  return False
+  return reuse_results and os.path.exists(target)
 
 
-def main(argv=None):
+def _same_bytes(a: str, b: str) -> bool:
+  with open(a, "rb") as fa, open(b, "rb") as fb:
+    return fa.read() == fb.read()
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """The command line (every flag with a help string)."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sweep", required=True,
                       help="config file and argument, e.g. "
                       "configs/table1.py:quick")
-  parser.add_argument("--workdir_root", default="workdirs/table1")
-  parser.add_argument("--results_dir", default="results/runs")
+  parser.add_argument("--workdir_root", default="workdirs/table1",
+                      help="each run trains (and resumes) in "
+                      "<workdir_root>/<run name> (default: %(default)s)")
+  parser.add_argument("--results_dir", default="results/runs",
+                      help="each finished run's results.json is copied to "
+                      "<results_dir>/<run name>.json (default: %(default)s)")
+  parser.add_argument("--reuse_results", action="store_true",
+                      help="count a run as done when its record is already "
+                      "in --results_dir (e.g. the committed results/runs), "
+                      "without training it; by default only a results.json "
+                      "in its workdir makes a run done")
   parser.add_argument("--parallel", type=int, default=1,
-                      help="runs trained at the same time")
+                      help="runs trained at the same time (default: "
+                      "%(default)s)")
   parser.add_argument("--print_commands", action="store_true",
-                      help="print one shell command per pending run and exit")
+                      help="print one shell command per pending run and exit "
+                      "(trains nothing)")
+  return parser
+
+
+def main(argv=None):
+  parser = build_parser()
   args = parser.parse_args(argv)
   if args.parallel < 1:
     parser.error(f"--parallel must be >= 1, got {args.parallel}")
@@ -140,7 +177,8 @@ def main(argv=None):
   pending = []
   for run in runs:
     workdir = os.path.join(args.workdir_root, run["name"])
-    if not collect(run, workdir, args.results_dir):
+    if not collect(run, workdir, args.results_dir,
+                   reuse_results=args.reuse_results):
       pending.append((run, workdir))
   print(f"{len(runs)} runs, {len(runs) - len(pending)} done, "
         f"{len(pending)} to go", flush=True)

@@ -51,18 +51,19 @@ def test_sweep_rejects_bad_options(arg, word):
     table1.get_sweep(arg)
 
 
-def _print_commands(sweep, tmp_path, results_dir):
+def _print_commands(sweep, tmp_path, results_dir, *extra):
   """Lines printed by `experiments.sweep --print_commands` for `sweep`."""
   return subprocess.run(
       [sys.executable, "-m", "experiments.sweep", f"--sweep={sweep}",
        f"--workdir_root={tmp_path / 'wd'}", f"--results_dir={results_dir}",
-       "--print_commands"], cwd=ROOT, capture_output=True, text=True,
+       "--print_commands", *extra], cwd=ROOT, capture_output=True, text=True,
       check=True).stdout.strip().splitlines()
 
 
 def test_runner_prints_only_pending_commands(tmp_path):
   results_dir = tmp_path / "runs"
   results_dir.mkdir()
+  # A record in results_dir (a committed one) without a workdir.
   (results_dir / "rts-cnn-quick-s0.json").write_text("{}")
   # A run that finished in its workdir but was not yet collected.
   done_wd = tmp_path / "wd" / "rts-fcn-quick-s0"
@@ -71,11 +72,21 @@ def test_runner_prints_only_pending_commands(tmp_path):
   lines = _print_commands(
       "configs/table1.py:quick,distortions=rts,models=fcn+cnn", tmp_path,
       results_dir)
-  assert lines[0] == "2 runs, 2 done, 0 to go"
-  assert len(lines) == 1
+  # By default the record in results_dir does not make the CNN run done.
+  assert lines[0] == "2 runs, 1 done, 1 to go"
+  assert len(lines) == 2
+  assert "--config=configs/distorted_mnist.py:rts,cnn,quick" in lines[1]
+  assert f"--workdir={tmp_path / 'wd'}/rts-cnn-quick-s0" in lines[1]
   # The finished workdir's record was collected.
   assert json.loads((results_dir / "rts-fcn-quick-s0.json").read_text()) == {
       "test_error": 1.0}
+  # The record in results_dir is left as it was.
+  assert (results_dir / "rts-cnn-quick-s0.json").read_text() == "{}"
+
+  lines = _print_commands(
+      "configs/table1.py:quick,distortions=rts,models=fcn+cnn", tmp_path,
+      results_dir, "--reuse_results")
+  assert lines == ["2 runs, 2 done, 0 to go"]
 
   out = _print_commands(
       "configs/table1.py:quick,distortions=e,models=st_cnn", tmp_path,
@@ -86,11 +97,63 @@ def test_runner_prints_only_pending_commands(tmp_path):
   assert "--config.seed=0" in out[3]
 
 
+def test_a_pending_run_with_a_record_in_results_dir(tmp_path):
+  """The issue's case: a committed record and an empty workdir."""
+  results_dir = tmp_path / "runs"
+  results_dir.mkdir()
+  (results_dir / "r-fcn-quick-s0.json").write_text('{"test_error": 2.0}')
+  (tmp_path / "wd" / "r-fcn-quick-s0").mkdir(parents=True)
+  sweep_arg = "configs/table1.py:quick,distortions=r,models=fcn"
+  pending = _print_commands(sweep_arg, tmp_path, results_dir)
+  assert pending[0] == "1 runs, 0 done, 1 to go"
+  assert len(pending) == 2 and "stn_jax.main" in pending[1]
+  reused = _print_commands(sweep_arg, tmp_path, results_dir,
+                           "--reuse_results")
+  assert reused == ["1 runs, 1 done, 0 to go"]
+  assert (results_dir / "r-fcn-quick-s0.json").read_text() == (
+      '{"test_error": 2.0}')
+
+
+def test_collect_copies_a_newer_workdir_record_only(tmp_path):
+  run = {"name": "r-fcn-quick-s0"}
+  workdir, results_dir = tmp_path / "wd", tmp_path / "runs"
+  workdir.mkdir()
+  results_dir.mkdir()
+  target = results_dir / "r-fcn-quick-s0.json"
+  target.write_text('{"old": 1}')
+  os.utime(target, (1000, 1000))
+  assert not sweep.collect(run, str(workdir), str(results_dir))
+  assert sweep.collect(run, str(workdir), str(results_dir),
+                       reuse_results=True)
+  (workdir / "results.json").write_text('{"new": 1}')
+  assert sweep.collect(run, str(workdir), str(results_dir))
+  assert target.read_text() == '{"new": 1}'
+  # A record newer than the workdir's (edited after collection) is kept.
+  target.write_text('{"edited": 1}')
+  os.utime(workdir / "results.json", (1000, 1000))
+  assert sweep.collect(run, str(workdir), str(results_dir))
+  assert target.read_text() == '{"edited": 1}'
+
+
+def test_every_flag_has_help():
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.sweep", "--help"], cwd=ROOT,
+      capture_output=True, text=True, check=True).stdout
+  for flag in ("--sweep", "--workdir_root", "--results_dir",
+               "--reuse_results", "--parallel", "--print_commands"):
+    assert flag in out
+  parser_actions = [a for a in sweep.build_parser()._actions
+                    if a.dest != "help"]
+  assert parser_actions and all(a.help for a in parser_actions)
+
+
 def test_runner_groups_the_seeds_of_vmapped_models(tmp_path):
   results_dir = tmp_path / "runs"
   results_dir.mkdir()
   # Seed 1 of the FCN cell is done: the group trains seeds 0 and 2.
-  (results_dir / "r-fcn-quick-s1.json").write_text("{}")
+  done_wd = tmp_path / "wd" / "r-fcn-quick-s1"
+  done_wd.mkdir(parents=True)
+  (done_wd / "results.json").write_text("{}")
   out = _print_commands(
       "configs/table1.py:quick,seeds=3,distortions=r,models=fcn+cnn",
       tmp_path, results_dir)
