@@ -4,6 +4,10 @@ The flat public API: grid generators (output -> input source coordinates,
 normalised to [-1, 1]), the differentiable sampler, and the registry of
 transform families. See `stn_jax.grids` for the conventions, which follow
 `torch.nn.functional.affine_grid` / `grid_sample` (channels-last here).
+
+`stn_jax.SpatialTransformer` (`stn_jax.layers`) is the transformer as a
+drop-in flax layer; it is imported on first use, so that `import stn_jax`
+needs only jax (flax is needed for the layer alone).
 """
 
 from stn_jax.grids import affine_grid
@@ -33,3 +37,19 @@ from stn_jax.transforms import Transform
 from stn_jax.transforms import TRANSFORMS
 
 __version__ = "0.1.0"
+
+_LAZY = {"SpatialTransformer": "stn_jax.layers"}
+
+
+def __getattr__(name):
+  """`stn_jax.SpatialTransformer`: imported (with flax) on first use."""
+  if name in _LAZY:
+    import importlib  # pylint: disable=g-import-not-at-top
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module 'stn_jax' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(list(globals()) + list(_LAZY))

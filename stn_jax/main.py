@@ -13,7 +13,11 @@ flag) prints ONE line to stderr and exits with status 2, e.g.
 
 (one line), or `stn_jax.main: error: config `train.batch_size` must be an int
 >= 1, got 0.` Re-running with the same `--workdir` resumes from its latest
-checkpoint. A NaN/inf loss exits with status 1 and a message naming the step.
+checkpoint; when the workdir holds the finished run of the same config, it
+prints "already finished: test error X% (workdir)" and exits leaving every file
+as it was; a finished run of a different config there is a one-line error
+(status 2) naming the keys that differ. A NaN/inf loss exits with status 1 and
+a message naming the step.
 
 Several seeds of one config in one vmapped training step (faster for the
 small FCN models), each in its own workdir:
@@ -272,6 +276,8 @@ def main(argv):
       train.train_and_evaluate_seeds(config, workdirs)
     else:
       train.train_and_evaluate(config, FLAGS.workdir)
+  except train.FinishedRunConfigError as e:
+    usage_error(str(e))
   except train.NonFiniteLossError as e:
     logging.error("%s", e)
     print(f"ERROR: {e}", file=sys.stderr, flush=True)

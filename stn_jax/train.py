@@ -16,8 +16,18 @@
   several GPUs / hosts (`config.distributed` calls
   `jax.distributed.initialize()` in `stn_jax.main`).
 * Metrics (loss, error %, learning rate, examples/s, test loss / error) go to
-  `workdir/metrics.jsonl` and TensorBoard (`clu.metric_writers`), progress
-  with an ETA to the log (`clu.periodic_actions.ReportProgress`).
+  `workdir/metrics.jsonl` (one row per logged step) and TensorBoard
+  (`clu.metric_writers`); at each evaluation of an ST model, a picture of
+  test inputs above the transformer's outputs goes to TensorBoard too
+  (`writers.transforms_grid`). Every `train.log_every` steps a progress line
+  (steps/s since the last one, ETA in seconds when under a minute) goes to
+  the log (`progress_line`).
+* A finished run is not re-run: when every seed's workdir holds a
+  `results.json` at `train.num_steps` steps whose config equals the current
+  one, `train_and_evaluate_seeds` prints its result and returns it, leaving
+  every file as it was (`finished_results`); a finished run of a DIFFERENT
+  config raises `FinishedRunConfigError` naming the differing keys.
+  `load_trained(workdir)` loads a finished run for inference.
 * Orbax `CheckpointManager` in `workdir/checkpoints`: every
   `train.checkpoint_every` steps and at the end; a run restarted with the
   same workdir resumes from the latest checkpoint.
@@ -36,7 +46,6 @@ import time
 from typing import Callable, Mapping, NamedTuple, Optional
 
 from absl import logging
-from clu import periodic_actions
 from flax.training import train_state as train_state_lib
 import jax
 from jax.sharding import Mesh
@@ -66,6 +75,10 @@ DATA_AXIS = "data"
 
 class NonFiniteLossError(FloatingPointError):
   """The training loss or gradient became NaN or inf."""
+
+
+class FinishedRunConfigError(ValueError):
+  """A workdir holds a finished run of a different config."""
 
 
 # ----------------------------------------------------------------- config
@@ -491,6 +504,128 @@ def restore_or_init(model, tx, keys, managers, dirs, *, axis: SeedAxis,
   return axis.stack(states), start
 
 
+def format_duration(seconds: float) -> str:
+  """`42s`, `3m05s`, `2h03m`, `1d02h`: a duration for a progress line."""
+  secs = max(0, int(round(seconds)))
+  if secs < 60:
+    return f"{secs}s"
+  if secs < 3600:
+    return f"{secs // 60}m{secs % 60:02d}s"
+  if secs < 86400:
+    return f"{secs // 3600}h{secs % 3600 // 60:02d}m"
+  return f"{secs // 86400}d{secs % 86400 // 3600:02d}h"
+
+
+def progress_line(step: int, num_steps: int, steps_per_s: float) -> str:
+  """`step 50/600 (8.3%), 11.2 steps/s, ETA 49s`."""
+  eta = (num_steps - step) / steps_per_s if steps_per_s > 0 else math.inf
+  return (f"step {step}/{num_steps} ({100 * step / num_steps:.1f}%), "
+          f"{steps_per_s:.1f} steps/s, ETA "
+          f"{format_duration(eta) if math.isfinite(eta) else '?'}")
+
+
+class _Progress:
+  """Steps/s and ETA between log steps, measured from the end of the first
+  step (which includes compilation). clu's `ReportProgress` printed the ETA
+  in whole minutes ("ETA: 0m" for any run with under a minute to go, i.e. a
+  whole `quick` run) and wrote `steps_per_sec` and `uptime` as two extra
+  metric rows per log step."""
+
+  def __init__(self, num_steps: int):
+    self.num_steps = num_steps
+    self._mark = None  # (step, time.monotonic()) of the last measurement.
+
+  def __call__(self, step: int, log: bool) -> Optional[str]:
+    """Called after each step; returns the progress line at a log step."""
+    now = time.monotonic()
+    if self._mark is None:
+      self._mark = (step, now)
+      return None
+    if not log:
+      return None
+    steps_per_s = (step - self._mark[0]) / max(now - self._mark[1], 1e-9)
+    self._mark = (step, now)
+    return progress_line(step, self.num_steps, steps_per_s)
+
+
+# Keys whose value does not change what a run trains: where the data is read
+# from. `finished_results` ignores them (and `seed`, one per workdir).
+LOCATION_KEYS = ("seed", "data.manual_dir", "data.data_dir",
+                 "data.test_cache_dir")
+
+
+def _flat(tree, prefix: str = "") -> dict:
+  """Nested dicts -> {"a.b.c": leaf}."""
+  if not isinstance(tree, Mapping):
+    return {prefix: tree}
+  out = {}
+  for k, v in tree.items():
+    out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+  return out
+
+
+def config_differences(recorded: Mapping, config: ml_collections.ConfigDict,
+                       ignore=LOCATION_KEYS) -> dict:
+  """{key: (recorded value, current value)} of the keys that differ.
+
+  `recorded` is a results.json's `config` (JSON: tuples read back as
+  lists); `config` is compared in the same JSON form. Keys in `ignore` are
+  left out, and so are keys on one side only: a record written before a
+  config key was added (new keys default to the old behaviour) or after one
+  was removed still matches on every key both know.
+  """
+  now = _flat(json.loads(config.to_json_best_effort()))
+  old = _flat(json.loads(json.dumps(recorded)))
+  return {k: (old[k], now[k]) for k in sorted(set(now) & set(old))
+          if k not in ignore and old[k] != now[k]}
+
+
+def _read_results(workdir: str) -> Optional[dict]:
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None  # A truncated file: the run is not finished.
+
+
+def finished_results(config: ml_collections.ConfigDict,
+                     dirs) -> Optional[list]:
+  """Every workdir's results dict when all of them hold a finished run.
+
+  A workdir's run is finished when its `results.json` has `steps` ==
+  `config.train.num_steps` and records a config that equals `config`
+  (`config_differences`: except `LOCATION_KEYS`, the seed and where the
+  data is read from, and keys that only one of them has).
+  Returns None when some workdir has no such record (a record without a
+  `config`, from older code, counts as not finished: that run resumes).
+  A record at `train.num_steps` steps of a different config raises
+  `FinishedRunConfigError` naming the keys: re-running it would only
+  re-evaluate the old model under the new config's name. A record at a
+  different step count is a run being extended (or shortened): it resumes
+  from its checkpoints as before.
+  """
+  found = []
+  for d in dirs:
+    record = _read_results(d)
+    if (record is None or record.get("steps") != config.train.num_steps
+        or not isinstance(record.get("config"), Mapping)):
+      found.append(None)
+      continue
+    diff = config_differences(record["config"], config)
+    if diff:
+      what = "; ".join(f"`{k}`: {a!r} there, {b!r} now"
+                       for k, (a, b) in diff.items())
+      raise FinishedRunConfigError(
+          f"workdir {d} holds a finished run ({record['steps']} steps) of a "
+          f"different config ({what}). Use another --workdir for this "
+          f"config (or delete {d} to train it there afresh).")
+    found.append(record)
+  return None if any(r is None for r in found) else found
+
+
 class _Interval:
   """Training metrics since the last log line."""
 
@@ -607,6 +742,11 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
   for the small models (`benchmarks/results/vmapped_seeds_cpu.md`). The
   seed axis is handled by `stn_jax.seeds.SeedAxis`.
 
+  When every workdir already holds the finished run of this config
+  (`finished_results`), nothing is loaded, trained, evaluated or written:
+  it prints "already finished: test error X% (workdir)" per seed and
+  returns the recorded results.
+
   Args:
     config: a config of `configs/distorted_mnist.py`; its `seed` is ignored.
     workdirs: seed -> output folder (distinct folders).
@@ -618,11 +758,19 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
   Raises:
     ValueError: invalid config, seeds, data, device count, or checkpoints
       of the seeds that cannot be resumed together.
+    FinishedRunConfigError: a workdir holds a finished run of another
+      config.
     NonFiniteLossError: the loss or gradient of a seed became NaN/inf.
   """
   validate_config(config)
   start_time = time.time()
   axis, dirs = _check_workdirs(workdirs)
+  finished = finished_results(config, dirs)
+  if finished is not None:
+    for d, r in zip(dirs, finished):
+      print(f"already finished: test error {r['test_error']:.2f}% ({d})",
+            flush=True)
+    return finished
   t = config.train
   mesh = make_mesh()
   num_devices = int(mesh.devices.size)
@@ -659,9 +807,13 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
     for s, w in zip(axis.seeds, writers):
       w.write_hparams({"config": cfg_json[:1000], "num_params": num_params,
                        "seed": s})
-  report = periodic_actions.ReportProgress(
-      num_train_steps=t.num_steps, writer=writers[0],
-      every_steps=t.log_every, every_secs=None)
+  progress = _Progress(t.num_steps)
+  # Test inputs shown beside the transformer's outputs, in TensorBoard.
+  shown = (data.x_test[:config.num_transform_examples]
+           if config.model.name in models.ST_MODELS and is_main else None)
+  transform_fn = (jax.jit(lambda params, x: model.apply(
+      {"params": params}, x, method=model.transform_input)[0])
+                  if shown is not None and len(shown) else None)
 
   def run_eval(step):
     result = evaluate(eval_fn, state, data.x_test, data.y_test,
@@ -669,11 +821,14 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
                       sharding=NamedSharding(mesh, P(DATA_AXIS)))
     per = [{k: axis.value(v, i) for k, v in result.items()}
            for i in range(axis.size)]
-    for s, w, r in zip(axis.seeds, writers, per):
-      w.write_scalars(step, r)
+    for i, (s, w, r) in enumerate(zip(axis.seeds, writers, per)):
       logging.info("step %d, seed %d: test error %.2f%% (loss %.4f) on %d "
                    "examples", step, s, r["test_error"], r["test_loss"],
                    len(data.x_test))
+      if transform_fn is not None:
+        out = transform_fn(axis.take(state.params, i), shown)
+        w.write_images(step, {"transformer": writers_lib.transforms_grid(
+            shown, np.asarray(out))})
     return per
 
   train_time = 0.0  # Seconds in training steps (excluding the first, compile).
@@ -693,21 +848,33 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
       train_time += elapsed
       trained_steps += 1
     interval.add(metrics, elapsed)
-    report(done)
-    if itstime(done, t.log_every, t.num_steps):
-      for i, w in enumerate(writers):
-        w.write_scalars(done, interval.scalars(axis, i, metrics, t.batch_size))
+    # One metrics row per seed and logged step: training and test scalars.
+    rows = [{} for _ in dirs]
+    log = itstime(done, t.log_every, t.num_steps)
+    line = progress(done, log)
+    if line:
+      logging.info("%s", line)
+    if log:
+      for i, row in enumerate(rows):
+        row.update(interval.scalars(axis, i, metrics, t.batch_size))
       interval = _Interval()
     if itstime(done, t.checkpoint_every, t.num_steps):
       for i, m in enumerate(managers):
         checkpoints.save(m, done, axis.take(state, i))
     if itstime(done, t.eval_every, t.num_steps):
       evaluation = run_eval(done)
+      for row, r in zip(rows, evaluation):
+        row.update(r)
+    for w, row in zip(writers, rows):
+      if row:
+        w.write_scalars(done, row)
   for m in managers:
     m.wait_until_finished()
   final_step = int(np.asarray(state.step).reshape(-1)[0])
   if evaluation is None:  # Resumed at the end already: evaluate the final state.
     evaluation = run_eval(final_step)
+    for w, r in zip(writers, evaluation):
+      w.write_scalars(final_step, r)
   for w in writers:
     w.flush()
 
@@ -737,3 +904,37 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
           flush=True)
     all_results.append(results)
   return all_results
+
+
+def load_trained(workdir: str) -> tuple:
+  """A finished run, ready for inference: `(config, model, params)`.
+
+  The config comes from `workdir/results.json` (written when the run
+  finished), the parameters from its latest checkpoint
+  (`stn_jax.checkpoints.restore_latest`). `model.apply({"params": params},
+  images)` gives logits for `[B, S, S, 1]` float images in [0, 1] (S =
+  `config.distortion.canvas_size`); for an ST model,
+  `model.apply({"params": params}, images, method=model.transform_input)`
+  gives `(transformer output, grid, theta)`.
+
+  Raises:
+    FileNotFoundError: no `results.json` (the run has not finished) or no
+      checkpoint in `workdir`.
+    ValueError: a `results.json` without a config (written by older code).
+  """
+  record = _read_results(workdir)
+  if record is None:
+    raise FileNotFoundError(
+        f"{os.path.join(workdir, 'results.json')} is missing or unreadable: "
+        f"load_trained needs a finished run (its config is read from there).")
+  if not isinstance(record.get("config"), Mapping):
+    raise ValueError(f"{os.path.join(workdir, 'results.json')} records no "
+                     f"config (written by older code): cannot rebuild the "
+                     f"model.")
+  config = ml_collections.ConfigDict(record["config"])
+  canvas = int(config.distortion.canvas_size)
+  model = models.build_model(config.model, canvas_size=canvas)
+  tx, _ = make_optimizer(config.train)
+  like = create_train_state(model, tx, jax.random.key(0), canvas_size=canvas)
+  state, _ = checkpoints.restore_latest(workdir, like)
+  return config, model, state.params

@@ -1,7 +1,8 @@
 """Metric writers of a run: TensorBoard (clu) plus a `metrics.jsonl` file.
 
 `make_writer(workdir, is_main)` is what a training run writes its scalars
-to; `read_eval_curve(path)` reads the test-error curve back from the file.
+(and, for ST models, `transforms_grid` images) to; `read_eval_curve(path)`
+reads the test-error curve back from the file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ METRICS_FILE = "metrics.jsonl"
 
 
 class JsonlWriter(metric_writers.MetricWriter):
-  """A clu MetricWriter appending `{"step", **scalars}` lines to a file."""
+  """A clu MetricWriter appending `{"step", **scalars}` lines to a file.
+
+  Only scalars: images, histograms and the rest go to TensorBoard alone.
+  """
 
   def __init__(self, path: str):
     self._path = path
@@ -67,6 +71,43 @@ def make_writer(workdir: str, *,
   if is_main:
     writers.append(JsonlWriter(os.path.join(workdir, METRICS_FILE)))
   return metric_writers.MultiWriter(writers)
+
+
+def transforms_grid(inputs, outputs, *, gap: int = 2) -> np.ndarray:
+  """One picture of inputs (top row) above the transformer's outputs.
+
+  Args:
+    inputs: `[n, H, W, C]` images in [0, 1] (C = 1 or 3).
+    outputs: `[n, h, w, C]` the transformer's outputs; when smaller than the
+      inputs they are scaled up by nearest neighbour (if h, w divide H, W)
+      and centred in an `H x W` cell.
+    gap: pixels of mid grey between cells.
+
+  Returns:
+    `[1, 2 H + 3 gap, n W + (n + 1) gap, C]` float32 in [0, 1], as clu's
+    `write_images` (TensorBoard) takes it.
+  """
+  inputs = np.clip(np.asarray(inputs, np.float32), 0.0, 1.0)
+  outputs = np.clip(np.asarray(outputs, np.float32), 0.0, 1.0)
+  if inputs.ndim != 4 or outputs.ndim != 4 or (
+      len(inputs) != len(outputs)) or inputs.shape[-1] != outputs.shape[-1]:
+    raise ValueError(
+        f"`inputs` [n, H, W, C] and `outputs` [n, h, w, C] must have the same "
+        f"n and C, got {list(inputs.shape)} and {list(outputs.shape)}.")
+  n, big_h, big_w, c = inputs.shape
+  h, w = outputs.shape[1:3]
+  if h <= big_h and w <= big_w and big_h % h == 0 and big_w % w == 0:
+    outputs = np.repeat(np.repeat(outputs, big_h // h, 1), big_w // w, 2)
+    h, w = big_h, big_w
+  cell_h, cell_w = max(big_h, h), max(big_w, w)
+  grid = np.full((2 * cell_h + 3 * gap, n * cell_w + (n + 1) * gap, c), 0.5,
+                 np.float32)
+  for row, images in enumerate((inputs, outputs)):
+    for i, image in enumerate(images):
+      top = gap + row * (cell_h + gap) + (cell_h - image.shape[0]) // 2
+      left = gap + i * (cell_w + gap) + (cell_w - image.shape[1]) // 2
+      grid[top:top + image.shape[0], left:left + image.shape[1]] = image
+  return grid[None]
 
 
 def read_eval_curve(metrics_path: str) -> list:

@@ -114,3 +114,41 @@ def test_flag_value():
   assert main._flag_value(["p", "--config", "a.py:y"], "config") == "a.py:y"
   assert main._flag_value(["p", "--config.seed=1"], "config") is None
   assert main._flag_value(["p", "--", "--config=a.py"], "config") is None
+
+
+def _finished_record(workdir, arg="r,fcn,smoke", test_error=12.5):
+  """Writes the results.json of a finished run of `arg` into `workdir`."""
+  import json  # pylint: disable=g-import-not-at-top
+  cfg = distorted_mnist.get_config(arg)
+  workdir.mkdir()
+  record = {"steps": cfg.train.num_steps, "test_error": test_error,
+            "seed": 0, "config": json.loads(cfg.to_json_best_effort())}
+  (workdir / "results.json").write_text(json.dumps(record, indent=2))
+  return record
+
+
+def test_a_finished_run_says_so_and_writes_nothing(tmp_path):
+  workdir = tmp_path / "run"
+  _finished_record(workdir)
+  before = (workdir / "results.json").read_bytes()
+  code, stdout, stderr = _run("--config=configs/distorted_mnist.py:r,fcn,smoke",
+                              f"--workdir={workdir}")
+  assert code == 0, stderr[-3000:]
+  assert f"already finished: test error 12.50% ({workdir})" in stdout
+  # No data loaded, nothing trained, evaluated or written.
+  assert os.listdir(workdir) == ["results.json"]
+  assert (workdir / "results.json").read_bytes() == before
+
+
+def test_a_finished_run_of_another_config_is_a_one_line_error(tmp_path):
+  workdir = tmp_path / "run"
+  _finished_record(workdir)
+  code, _, stderr = _run("--config=configs/distorted_mnist.py:r,fcn,smoke",
+                         f"--workdir={workdir}",
+                         "--config.train.learning_rate=0.01")
+  assert code == main.USAGE_EXIT_CODE, stderr[-3000:]
+  assert "Traceback" not in stderr
+  last = _lines(stderr)[-1]
+  assert last.startswith("stn_jax.main: error: workdir"), last
+  assert "`train.learning_rate`: 0.001 there, 0.01 now" in last
+  assert os.listdir(workdir) == ["results.json"]

@@ -126,12 +126,77 @@ def test_smoke_end_to_end_on_mock_data(mock_dir, tmp_path, monkeypatch):
   assert {"train_loss", "learning_rate", "examples_per_s"} <= set(
       k for r in records for k in r)
   assert _checkpoint_steps(workdir)[-1] == cfg.train.num_steps
+  # One metrics row per logged step (clu's ReportProgress added two more).
+  steps = [r["step"] for r in records]
+  assert steps == sorted(set(steps)) == list(range(1, cfg.train.num_steps + 1))
+  assert not {"uptime", "steps_per_sec"} & set(k for r in records for k in r)
+  # The transformer's outputs are in TensorBoard beside the scalars.
+  images = _event_images(workdir)
+  assert [step for step, _ in images["transformer"]] == [cfg.train.num_steps]
+  n, size = cfg.num_transform_examples, 42
+  assert images["transformer"][0][1][:2] == (2 * size + 6, n * size + 2 * n + 2)
 
-  # Same workdir again: resumes at the end, trains nothing, same result.
+  # The run loads back for inference, with the parameters it evaluated.
+  config, model, params = train.load_trained(workdir)
+  assert config.model.transform == "tps" and config.seed == 0
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=mock_dir):
+    x_test, y_test = _test_set(cfg)
+  logits = model.apply({"params": params}, x_test)
+  error = 100.0 * np.mean(np.argmax(logits, -1) != y_test)
+  np.testing.assert_allclose(error, results["test_error"], atol=1e-4)
+  out, grid, _ = model.apply({"params": params}, x_test[:2],
+                             method=model.transform_input)
+  assert out.shape == (2, 21, 21, 1) and grid.shape == (2, 21, 21, 2)
+
+  # Same workdir again: a finished run says so and leaves its files alone.
+  before = _snapshot(workdir)
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=mock_dir):
     again = train.train_and_evaluate(cfg, workdir)
-  assert again["resumed_from_step"] == cfg.train.num_steps
-  assert again["test_error"] == results["test_error"]
+  assert again == on_disk
+  assert _snapshot(workdir) == before
+
+  # The finished run of ANOTHER config is not returned as this one's.
+  other = cfg.copy_and_resolve_references()
+  other.train.learning_rate = 0.5
+  with pytest.raises(train.FinishedRunConfigError,
+                     match=r"`train.learning_rate`: 0.001 there, 0.5 now"):
+    train.train_and_evaluate(other, workdir)
+  assert _snapshot(workdir) == before
+
+
+def _snapshot(workdir):
+  """{relative path: bytes} of every file under `workdir`."""
+  out = {}
+  for root, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, workdir)] = f.read()
+  return out
+
+
+def _event_images(workdir):
+  """{tag: [(step, (height, width)), ...]} of the image summaries."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  out = {}
+  for name in sorted(os.listdir(workdir)):
+    if not name.startswith("events.out.tfevents"):
+      continue
+    for event in tf.compat.v1.train.summary_iterator(
+        os.path.join(workdir, name)):
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name == "images":
+          tensor = tf.make_ndarray(value.tensor)  # [width, height, png...]
+          shape = (int(tensor[1]), int(tensor[0]))
+          out.setdefault(value.tag, []).append((event.step, shape))
+  return out
+
+
+def _test_set(cfg):
+  """The run's distorted test set (`train.load_data`)."""
+  from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
+  data = train.load_data(cfg, NamedSharding(train.make_mesh(), PartitionSpec()))
+  return data.x_test, data.y_test
 
 
 def test_vmapped_seeds_equal_separate_runs(mock_dir, tmp_path, monkeypatch):
@@ -166,11 +231,13 @@ def test_vmapped_seeds_equal_separate_runs(mock_dir, tmp_path, monkeypatch):
   # The seeds did differ.
   assert together[0]["test_loss"] != together[1]["test_loss"]
 
-  # Re-running resumes every seed at the end and trains nothing.
+  # Re-running: every seed is finished; nothing is trained or written.
+  before = {s: _snapshot(d) for s, d in dirs.items()}
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=mock_dir):
     again = train.train_and_evaluate_seeds(cfg, dirs)
-  assert [r["resumed_from_step"] for r in again] == [6, 6]
-  assert [r["test_loss"] for r in again] == [r["test_loss"] for r in together]
+  assert again == together
+  assert [r["resumed_from_step"] for r in again] == [0, 0]
+  assert {s: _snapshot(d) for s, d in dirs.items()} == before
 
 
 def test_vmapped_seeds_bad_workdirs(tmp_path):
@@ -389,3 +456,85 @@ def test_localizer_lr_multiplier_scales_only_the_transformer_update():
       assert np.abs(a).max() > 0, (key, path)
       np.testing.assert_allclose(b, factor * a, rtol=1e-6,
                                  err_msg=f"{key}{jax.tree_util.keystr(path)}")
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0, "0s"), (0.4, "0s"), (42.3, "42s"), (59.6, "1m00s"), (185, "3m05s"),
+    (7380, "2h03m"), (93600, "1d02h")])
+def test_format_duration(seconds, text):
+  assert train.format_duration(seconds) == text
+
+
+def test_progress_line_has_a_real_eta():
+  # clu's ReportProgress printed whole minutes: "ETA: 0m" for this.
+  assert train.progress_line(50, 600, 10.0) == (
+      "step 50/600 (8.3%), 10.0 steps/s, ETA 55s")
+  assert train.progress_line(600, 600, 10.0).endswith("ETA 0s")
+  progress = train._Progress(600)  # pylint: disable=protected-access
+  assert progress(1, log=True) is None  # The first step (compile) sets t0.
+  assert progress(2, log=False) is None
+  assert progress(50, log=True).startswith("step 50/600 (8.3%), ")
+
+
+def _finished(tmp_path, cfg, name="run", **changes):
+  workdir = tmp_path / name
+  workdir.mkdir()
+  record = {"steps": cfg.train.num_steps, "test_error": 3.0,
+            "config": json.loads(cfg.to_json_best_effort())}
+  record.update(changes)
+  (workdir / "results.json").write_text(json.dumps(record))
+  return str(workdir), record
+
+
+def test_finished_results_rules(tmp_path):
+  cfg = distorted_mnist.get_config("r,fcn,smoke")
+  done, record = _finished(tmp_path, cfg)
+  assert train.finished_results(cfg, [done]) == [record]
+  # The seed and where the data is read from do not matter.
+  other = cfg.copy_and_resolve_references()
+  other.seed, other.data.manual_dir = 3, "/somewhere/else"
+  assert train.finished_results(other, [done]) == [record]
+  # A seed without a record: not finished (the seeds train together).
+  assert train.finished_results(cfg, [done, str(tmp_path / "new")]) is None
+  # More steps asked: the run is extended from its checkpoints.
+  longer = cfg.copy_and_resolve_references()
+  longer.train.num_steps = 10
+  assert train.finished_results(longer, [done]) is None
+  # A key added to the config since the record was written is not compared.
+  _, with_old_keys = _finished(tmp_path, cfg, "older")
+  del with_old_keys["config"]["train"]["localizer_lr_multiplier"]
+  older = str(tmp_path / "older")
+  (tmp_path / "older" / "results.json").write_text(json.dumps(with_old_keys))
+  assert train.finished_results(cfg, [older]) == [with_old_keys]
+  # A record without a config (older code) is not trusted.
+  old, _ = _finished(tmp_path, cfg, "old", config=None)
+  assert train.finished_results(cfg, [old]) is None
+  # The same step count under another config: an error naming the keys.
+  changed = cfg.copy_and_resolve_references()
+  changed.model.classifier.hidden = (10, 10)
+  changed.train.optimizer = "sgd"
+  with pytest.raises(train.FinishedRunConfigError) as e:
+    train.finished_results(changed, [done])
+  hidden = list(cfg.model.classifier.hidden)
+  assert f"`model.classifier.hidden`: {hidden} there, [10, 10] now" in str(
+      e.value)
+  assert "`train.optimizer`: 'adam' there, 'sgd' now" in str(e.value)
+  assert done in str(e.value)
+
+
+def test_transforms_grid_puts_outputs_under_inputs():
+  from stn_jax import writers  # pylint: disable=g-import-not-at-top
+  inputs = np.zeros((3, 42, 42, 1), np.float32)
+  outputs = np.ones((3, 21, 21, 1), np.float32)
+  grid = writers.transforms_grid(inputs, outputs)
+  assert grid.shape == (1, 2 * 42 + 6, 3 * 42 + 8, 1)
+  assert grid.dtype == np.float32 and 0.0 <= grid.min() <= grid.max() <= 1.0
+  # Outputs scaled up by 2 (nearest) to the input's cell size.
+  np.testing.assert_array_equal(grid[0, 2:44, 2:44], 0.0)
+  np.testing.assert_array_equal(grid[0, 46:88, 2:44], 1.0)
+  # An output size that does not divide the input's: centred in its cell.
+  odd = writers.transforms_grid(inputs, np.ones((3, 20, 20, 1)))
+  assert odd.shape == grid.shape
+  np.testing.assert_array_equal(odd[0, 46 + 11:46 + 31, 2 + 11:2 + 31], 1.0)
+  with pytest.raises(ValueError, match="same"):
+    writers.transforms_grid(inputs, outputs[:2])
