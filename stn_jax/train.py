@@ -56,8 +56,8 @@ import ml_collections
 import numpy as np
 import optax
 
-import stn_jax
 from stn_jax import checkpoints
+from stn_jax import config_checks as checks
 from stn_jax import data as data_lib
 from stn_jax import distortions
 from stn_jax import models
@@ -84,58 +84,6 @@ class FinishedRunConfigError(ValueError):
 # ----------------------------------------------------------------- config
 
 
-def _fail(key: str, value, expected: str):
-  raise ValueError(f"config `{key}` must be {expected}, got {value!r}.")
-
-
-def _check_int(key: str, value, low: int = 1):
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
-      value < low):
-    _fail(key, value, f"an int >= {low}")
-
-
-def _check_float(key: str, value, low: float = 0.0, *, strict=False):
-  ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and (value > low if strict else value >= low))
-  if not ok:
-    _fail(key, value, f"a finite number {'>' if strict else '>='} {low}")
-
-
-def _check_choice(key: str, value, choices):
-  if value not in choices:
-    _fail(key, value, f"one of {sorted(choices)}")
-
-
-def _check_ints(key: str, value, length: Optional[int] = None):
-  try:
-    items = tuple(value)
-  except TypeError:
-    items = None
-  if items is None or (length is not None and len(items) != length) or not (
-      items) or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
-                    or v < 1 for v in items):
-    what = f"{length} " if length is not None else ""
-    _fail(key, value, f"a tuple of {what}positive ints")
-
-
-def _check_keys(key: str, cfg, expected):
-  got = set(cfg.keys()) if cfg is not None else set()
-  if got != set(expected):
-    raise ValueError(
-        f"config `{key}` must have exactly the fields {sorted(expected)}, got "
-        f"{sorted(got)}.")
-
-
-_CLASSIFIER_FIELDS = {"fcn": ("hidden",),
-                      "cnn": ("filters", "kernel_sizes", "padding")}
-_LOCALIZER_FIELDS = {
-    "st_fcn": ("hidden",),
-    "st_cnn": ("input_downsample", "filters", "kernel_size", "hidden"),
-}
-_CLASSIFIER_OF = {"fcn": "fcn", "cnn": "cnn", "st_fcn": "fcn", "st_cnn": "cnn"}
-
-
 def validate_config(cfg: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first invalid key and value of `cfg`.
 
@@ -145,97 +93,59 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
   Device-dependent checks (batch divisible by the device count) happen in
   `train_and_evaluate`.
   """
-  _check_int("seed", cfg.seed, 0)
-  _check_choice("protocol", cfg.protocol, ("paper", "quick", "smoke"))
-  _check_choice("distortion_name", cfg.distortion_name,
-                tuple(distortions.DISTORTIONS))
+  checks.check_int("seed", cfg.seed, 0)
+  checks.check_choice("protocol", cfg.protocol, ("paper", "quick", "smoke"))
+  checks.check_choice("distortion_name", cfg.distortion_name,
+                      tuple(distortions.DISTORTIONS))
   defaults = distortions.default_distortion_config(cfg.distortion_name)
-  _check_keys("distortion", cfg.distortion, defaults.keys())
+  checks.check_keys("distortion", cfg.distortion, defaults.keys())
   distortions.config_values(cfg.distortion_name, cfg.distortion)
   canvas = int(cfg.distortion.canvas_size)
 
   m = cfg.model
-  _check_choice("model.name", m.name, tuple(models.MODELS))
-  kind = _CLASSIFIER_OF[m.name]
-  _check_keys("model.classifier", m.classifier, _CLASSIFIER_FIELDS[kind])
-  if kind == "fcn":
-    _check_ints("model.classifier.hidden", m.classifier.hidden)
-  else:
-    _check_ints("model.classifier.filters", m.classifier.filters, 2)
-    _check_ints("model.classifier.kernel_sizes", m.classifier.kernel_sizes, 2)
-    _check_choice("model.classifier.padding", m.classifier.padding,
-                  models.CONV_PADDINGS)
-  if m.name in models.ST_MODELS:
-    _check_choice("model.transform", m.transform, tuple(stn_jax.TRANSFORMS))
-    _check_keys("model.localizer", m.localizer, _LOCALIZER_FIELDS[m.name])
-    if m.name == "st_fcn":
-      _check_ints("model.localizer.hidden", m.localizer.hidden)
-    else:
-      _check_ints("model.localizer.filters", m.localizer.filters, 2)
-      _check_int("model.localizer.kernel_size", m.localizer.kernel_size)
-      _check_int("model.localizer.hidden", m.localizer.hidden)
-      _check_int("model.localizer.input_downsample",
-                 m.localizer.input_downsample)
-    _check_int("model.tps_num_points", m.tps_num_points, 4)
-    if m.transform == "tps" and math.isqrt(m.tps_num_points) ** 2 != (
-        m.tps_num_points):
-      _fail("model.tps_num_points", m.tps_num_points, "a perfect square")
-    _check_int("model.st_downsample", m.st_downsample)
-    if canvas % m.st_downsample:
-      _fail("model.st_downsample", m.st_downsample,
-            f"a divisor of the canvas size {canvas}")
-    _check_choice("model.st_downsample_by", m.st_downsample_by,
-                  models.ST_DOWNSAMPLE_BY)
-    _check_choice("model.sampling_method", m.sampling_method,
-                  tuple(stn_jax.METHODS))
-    _check_choice("model.padding_mode", m.padding_mode,
-                  tuple(stn_jax.PADDING_MODES))
-    if not isinstance(m.align_corners, bool):
-      _fail("model.align_corners", m.align_corners, "a bool")
-  elif m.transform is not None:
-    _fail("model.transform", m.transform,
-          f"None for model {m.name!r} (it has no spatial transformer)")
+  models.validate_model_config(m, canvas_size=canvas)
 
   t = cfg.train
   for key in ("num_steps", "batch_size", "lr_decay_every", "checkpoint_every",
               "max_checkpoints_to_keep", "eval_every", "log_every",
               "eval_batch_size"):
-    _check_int(f"train.{key}", t[key])
-  _check_int("train.warmup_steps", t.warmup_steps, 0)
+    checks.check_int(f"train.{key}", t[key])
+  checks.check_int("train.warmup_steps", t.warmup_steps, 0)
   if t.micro_batch_size is not None:
-    _check_int("train.micro_batch_size", t.micro_batch_size)
+    checks.check_int("train.micro_batch_size", t.micro_batch_size)
     if t.batch_size % t.micro_batch_size:
-      _fail("train.micro_batch_size", t.micro_batch_size,
-            f"None or a divisor of train.batch_size ({t.batch_size})")
-  _check_choice("train.xla_options", t.xla_options,
-                tuple(xla_options.XLA_OPTIONS))
-  _check_choice("train.optimizer", t.optimizer, tuple(OPTIMIZERS))
-  _check_choice("train.lr_schedule", t.lr_schedule, tuple(SCHEDULES))
-  _check_float("train.learning_rate", t.learning_rate, 0.0, strict=True)
-  _check_float("train.momentum", t.momentum)
+      checks.fail("train.micro_batch_size", t.micro_batch_size,
+                  f"None or a divisor of train.batch_size ({t.batch_size})")
+  checks.check_choice("train.xla_options", t.xla_options,
+                      tuple(xla_options.XLA_OPTIONS))
+  checks.check_choice("train.optimizer", t.optimizer, tuple(OPTIMIZERS))
+  checks.check_choice("train.lr_schedule", t.lr_schedule, tuple(SCHEDULES))
+  checks.check_float("train.learning_rate", t.learning_rate, 0.0, strict=True)
+  checks.check_float("train.momentum", t.momentum)
   if t.momentum >= 1:
-    _fail("train.momentum", t.momentum, "in [0, 1)")
-  _check_float("train.lr_decay_factor", t.lr_decay_factor, 0.0, strict=True)
-  _check_float("train.weight_decay", t.weight_decay)
-  _check_float("train.localizer_lr_multiplier", t.localizer_lr_multiplier,
-               0.0, strict=True)
+    checks.fail("train.momentum", t.momentum, "in [0, 1)")
+  checks.check_float("train.lr_decay_factor", t.lr_decay_factor, 0.0,
+                     strict=True)
+  checks.check_float("train.weight_decay", t.weight_decay)
+  checks.check_float("train.localizer_lr_multiplier", t.localizer_lr_multiplier,
+                     0.0, strict=True)
   if m.name not in models.ST_MODELS and t.localizer_lr_multiplier != 1.0:
-    _fail("train.localizer_lr_multiplier", t.localizer_lr_multiplier,
-          f"1.0 for model {m.name!r} (it has no spatial transformer)")
+    checks.fail("train.localizer_lr_multiplier", t.localizer_lr_multiplier,
+                f"1.0 for model {m.name!r} (it has no spatial transformer)")
   if t.lr_schedule == "cosine" and t.warmup_steps >= t.num_steps:
-    _fail("train.warmup_steps", t.warmup_steps,
-          f"< train.num_steps ({t.num_steps}) for the cosine schedule")
+    checks.fail("train.warmup_steps", t.warmup_steps,
+                f"< train.num_steps ({t.num_steps}) for the cosine schedule")
 
   d = cfg.data
-  _check_int("data.test_seed", d.test_seed, 0)
+  checks.check_int("data.test_seed", d.test_seed, 0)
   if d.num_test_examples is not None:
-    _check_int("data.num_test_examples", d.num_test_examples)
+    checks.check_int("data.num_test_examples", d.num_test_examples)
   for key in ("manual_dir", "data_dir", "test_cache_dir"):
     if d[key] is not None and not isinstance(d[key], str):
-      _fail(f"data.{key}", d[key], "a path string or None")
-  _check_int("num_transform_examples", cfg.num_transform_examples, 0)
+      checks.fail(f"data.{key}", d[key], "a path string or None")
+  checks.check_int("num_transform_examples", cfg.num_transform_examples, 0)
   if not isinstance(cfg.distributed, bool):
-    _fail("distributed", cfg.distributed, "a bool")
+    checks.fail("distributed", cfg.distributed, "a bool")
 
 
 # ------------------------------------------------------------ the steps
@@ -464,11 +374,11 @@ def itstime(step: int, every: int, total: int) -> bool:
 def _check_workdirs(workdirs: Mapping[int, str]) -> tuple:
   """`(SeedAxis, [workdir per seed])` of `workdirs`; folders created."""
   if not workdirs:
-    _fail("workdirs", workdirs, "at least one seed -> workdir")
+    checks.fail("workdirs", workdirs, "at least one seed -> workdir")
   axis = SeedAxis(tuple(sorted(int(k) for k in workdirs)))
   dirs = [os.fspath(workdirs[k]) for k in axis.seeds]
   if len({os.path.abspath(d) for d in dirs}) != len(dirs):
-    _fail("workdirs", workdirs, "a distinct folder per seed")
+    checks.fail("workdirs", workdirs, "a distinct folder per seed")
   for d in dirs:
     os.makedirs(d, exist_ok=True)
   return axis, dirs
@@ -477,8 +387,8 @@ def _check_workdirs(workdirs: Mapping[int, str]) -> tuple:
 def _check_devices(train_cfg, num_devices: int) -> None:
   for key in ("batch_size", "eval_batch_size", "micro_batch_size"):
     if train_cfg[key] is not None and train_cfg[key] % num_devices:
-      _fail(f"train.{key}", train_cfg[key],
-            f"divisible by the number of devices ({num_devices})")
+      checks.fail(f"train.{key}", train_cfg[key],
+                  f"divisible by the number of devices ({num_devices})")
 
 
 def restore_or_init(model, tx, keys, managers, dirs, *, axis: SeedAxis,
@@ -492,9 +402,9 @@ def restore_or_init(model, tx, keys, managers, dirs, *, axis: SeedAxis,
             for k in keys]
   start = checkpoints.common_step(managers, dirs)
   if start > num_steps:
-    _fail("train.num_steps", num_steps,
-          f">= the step of the latest checkpoint ({start}) in "
-          f"{', '.join(checkpoints.checkpoint_dir(d) for d in dirs)}")
+    checks.fail("train.num_steps", num_steps,
+                f">= the step of the latest checkpoint ({start}) in "
+                f"{', '.join(checkpoints.checkpoint_dir(d) for d in dirs)}")
   if start:
     states = [checkpoints.restore(m, start, states[0]) for m in managers]
     logging.info("Resumed from the checkpoint of step %d.", start)
