@@ -30,7 +30,7 @@ a group's runs are named "<group>-s<seed>". The cells are the 32 of Table 1
 plus the 4 of TC (TC's ST models use the affine transform).
 """
 
-from experiments import paper_results
+from configs import paper_results
 
 PROTOCOLS = ("quick", "paper", "smoke")
 

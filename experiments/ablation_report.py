@@ -18,7 +18,7 @@ import statistics
 import sys
 
 from configs import ablations
-from experiments import paper_results
+from configs import paper_results
 from experiments import report
 
 

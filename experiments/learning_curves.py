@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from experiments import paper_results
+from configs import paper_results
 from experiments import report
 
 

@@ -22,7 +22,7 @@ import json
 import os
 import statistics
 
-from experiments import paper_results
+from configs import paper_results
 
 
 def _fmt_std(std, digits: int, missing: str = "n/a") -> str:

@@ -3,7 +3,8 @@
 # MNIST at the CPU-budget `quick` protocol. Extra arguments are passed on
 # (e.g. --config.seed=1). Results land in $WORKDIR (default
 # workdirs/rts_st_cnn_affine_quick): results.json, transforms.png,
-# metrics.jsonl, TensorBoard events and checkpoints (a re-run resumes).
+# metrics.jsonl, TensorBoard events and checkpoints (a re-run resumes an
+# interrupted run; a finished one says so and leaves its records alone).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from configs import table1
-from experiments import paper_results
+from configs import paper_results
 from experiments import report
 from experiments import sweep
 
