@@ -9,40 +9,40 @@ budget protocol):
 
 Overrides: `--config.seed=1 --config.train.num_steps=2000
 --config.data.manual_dir=/path/to/mnist` (unknown keys and bad values fail
-before any work). Re-running with the same workdir resumes from its latest
-checkpoint. The run writes `metrics.jsonl`, TensorBoard events,
-`checkpoints/`, `results.json` and, for ST models, `transforms.png`.
+before any work, in one line). Re-running with the same workdir resumes an
+interrupted run from its latest checkpoint; a finished run says so. The run
+writes `metrics.jsonl`, TensorBoard events, `checkpoints/`, `results.json`
+and, for ST models, `transforms.png`.
 
 `get_config(arg)`: arg = "<distortion>,<model>[,<transform>][,<protocol>]"
   distortion  "r" | "rts" | "p" | "e" | "tc"
-  model       "fcn" | "cnn" | "st_fcn" | "st_cnn"
-  transform   "affine" | "attention" | "projective" | "tps" (ST models only;
+  model       "fcn" | "cnn" | "st_fcn" | "st_cnn" (stn_jax.models.MODELS)
+  transform   "affine" | "attention" | "projective" | "tps", or a family
+              registered with stn_jax.register_transform (ST models only;
               default "affine")
   protocol    "paper" (default) | "quick" | "smoke"
 
 Protocols:
-  paper  the paper's: SGD (no momentum), lr 0.01 divided by 10 every 50k
-         steps, 150k steps, batch 256, cross-entropy, no weight decay. The
-         paper reports Table 1 (e.g. RTS: CNN 0.8 %, ST-CNN Aff 0.5 % test
-         error); not yet measured with this code (150k steps x 256 examples
-         wants a GPU).
+  paper  the paper's schedule: SGD, lr 0.01 divided by 10 every 50k steps,
+         150k steps, batch 256, cross-entropy, no weight decay; momentum 0.9
+         is a reading (the paper says "SGD" only; without momentum the
+         FCN-family models underfit: docs/reproduction.md). Measured: results/ablations.md
+         (and results/table1.md once the Table-1 sweep has run at `paper`).
   quick  a CPU budget: Adam (lr 1e-3, 50 warm-up steps, cosine decay), 600
-         steps of batch 128 (~1.3 epochs). The plain CNN is the slowest model
-         and sets the budget (~0.16 s a step on 2 CPU cores). Expected on RTS,
-         seed 0, full test set, 2-core CPU (results/runs/rts-*-quick-s0.json,
-         from `python -m experiments.sweep`, before the micro-batches; every
-         cell in results/table1.md):
-           rts,st_cnn,affine,quick   5.34 % test error   ~4 min
-           rts,cnn,quick            11.44 % test error   ~5 min
-         Re-run alone with the current code (micro-batches of 64, the same
-         gradients up to float rounding): 5.60 % in 64 s and 11.49 % in 94 s.
+         steps of batch 128 (~1.3 epochs). Measured: the `quick` tables of
+         results/table1.md (`python -m experiments.sweep
+         --sweep=configs/table1.py:quick`).
   smoke  a few steps on small batches, for tests (seconds).
 
-Widths: for every distortion the classifier and localisation widths below
-give FCN, CNN, ST-FCN-* and ST-CNN-* parameter counts within 10% of each other
-(checked by tests/test_models.py); the run prints and records the count.
-For the large canvases (RTS 42x42, TC 60x60) the transformer samples onto a
-half-size grid (`model.st_downsample = 2`) before the classifier.
+Widths (`_WIDTH`): the paper gives every model of a column about the same
+parameter count. The FCN family (FCN, ST-FCN-*) is sized at ~400k
+parameters per model (one account of the appendix; the ablations in
+docs/reproduction.md show the narrower ~100k-160k models underfit); the CNN
+family (CNN, ST-CNN-*) keeps ~105k-167k until its own ablations run.
+tests/test_models.py checks each family's counts are within 10% of each
+other; the run prints and records the count. For the large canvases (RTS
+42x42, TC 60x60) the transformer's output is half the canvas
+(`model.st_downsample = 2`) before the classifier.
 """
 
 import os
@@ -57,27 +57,29 @@ from stn_jax import models
 # The choices come from the registries (transform families are read from
 # `stn_jax.TRANSFORMS` when parsing, so that a family registered with
 # `stn_jax.register_transform`, e.g. in a user's own config file, counts).
+# The choices come from the registries (transform families are read from
+# stn_jax.TRANSFORMS when parsing, so that registered ones count).
 DISTORTIONS = tuple(distortions.DISTORTIONS)
 MODELS = tuple(models.MODELS)
 PROTOCOLS = ("paper", "quick", "smoke")
 
-# Micro-batch of the convolutional models' train steps: on the 2-core CPU
-# their steps were 10-25 % faster in micro-batches of 64 than in one pass of
-# 256 (benchmarks/results/train_step_cpu.md); the dense models' 2-5 ms steps
-# were 25-70 % slower in micro-batches, so they run the batch in one pass.
+# Micro-batch of the train step: the convolutional models' CPU steps are
+# faster in micro-batches of 64, the dense models' in one pass
+# (benchmarks/results/train_step_cpu.md).
 _MICRO_BATCH_SIZE = {"fcn": None, "cnn": 64, "st_fcn": None, "st_cnn": 64}
 
 # Transformer output down-sampling per distortion: the 42 and 60 pixel
-# canvases are sampled onto a half-size grid (the paper's reading).
+# canvases give the classifier a half-size image (reproductions' reading).
 _ST_DOWNSAMPLE = {"r": 1, "rts": 2, "p": 1, "e": 1, "tc": 2}
 
 # Classifier widths per canvas: FCN hidden units (h, h) or CNN filters
-# (f, 2f), solved so that the 4 models of a column have about the same
-# parameter count (28 px: ~134k, RTS: ~106k, TC: ~167k).
+# (f, 2f), solved (with models.param_count) so that the models of a family
+# have about the same parameter count: FCN family ~400k, CNN family 28 px
+# ~134k, RTS ~106k, TC ~167k (see the module docstring).
 _WIDTH = {
-    28: {"fcn": 143, "cnn": 32, "st_fcn": 118, "st_cnn": 30},
-    42: {"fcn": 58, "cnn": 24, "st_fcn": 90, "st_cnn": 27},
-    60: {"fcn": 46, "cnn": 24, "st_fcn": 52, "st_cnn": 30},
+    28: {"fcn": 349, "cnn": 32, "st_fcn": 331, "st_cnn": 30},
+    42: {"fcn": 202, "cnn": 24, "st_fcn": 401, "st_cnn": 27},
+    60: {"fcn": 108, "cnn": 24, "st_fcn": 245, "st_cnn": 30},
 }
 
 
@@ -95,7 +97,8 @@ def _protocol(name: str) -> ml_collections.ConfigDict:
       # "fast" (on CPU: dots through Eigen, not YNNPACK) | "default".
       xla_options="fast",
       optimizer="sgd",  # "sgd" | "adam".
-      momentum=0.0,  # SGD momentum (the paper: none).
+      # SGD momentum: a reading (the paper does not say; docs/reproduction.md).
+      momentum=0.9,
       learning_rate=0.01,  # Peak / initial learning rate.
       lr_schedule="step",  # "step" | "cosine" | "constant".
       lr_decay_every=50_000,  # "step": multiply the lr every this many steps
