@@ -42,6 +42,7 @@ def plot(with_curve, without, path: str, title: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top,unused-import
 
   fig, ax = plt.subplots(figsize=(8, 5))
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -55,6 +56,9 @@ def plot(with_curve, without, path: str, title: str) -> None:
     ax.text(ax.get_xlim()[1], value, f" paper {'-'.join(c for c in cell if c)}"
             f" {value}", fontsize=7, va="center", color="gray")
   ax.set_yscale("log")
+  # Plain numbers (1, 2, 3 %), not powers of ten.
+  ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+  ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
   ax.set_xlabel("training examples seen")
   ax.set_ylabel("test error (%)")
   ax.set_title(title, fontsize=9)
