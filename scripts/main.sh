@@ -8,7 +8,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-bash scripts/setup.sh
+bash scripts/setup.sh train
 source scripts/mnist_env.sh
 workdir=${WORKDIR:-workdirs/rts_st_cnn_affine_quick}
 .venv/bin/python -m stn_jax.main \

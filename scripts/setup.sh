@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing) and installs the project with its test extra.
-# Idempotent: re-installs only when pyproject.toml or the install mode changed.
-# Source or run it.
+# Creates .venv (if missing) and installs the project with one extra:
+#   bash scripts/setup.sh train   the paper's models, data and training
+#                                 (flax, optax, orbax, TFDS, ...): main.sh
+#   bash scripts/setup.sh test    train + pytest, scipy and the CPU torch
+#                                 the parity tests compare with: test.sh, CI
+#                                 (the default)
+# The library alone needs only jax and numpy (`pip install -e .`).
+# Idempotent: re-installs only when pyproject.toml, the extra or the install
+# mode changed.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+extra=${1:-test}
+case "$extra" in
+  train|test) ;;
+  *) echo "scripts/setup.sh: unknown extra '$extra'; expected train or test" >&2
+     exit 2 ;;
+esac
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
@@ -15,13 +27,16 @@ fi
 # import hook) loses there to the namespace package that the clone folder
 # itself makes, and `stn_jax.affine_grid` is missing.
 mode=compat
-stamp=.venv/.stn_jax_installed
-# The stamp names the mode too: venvs installed in another mode reinstall.
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) editable_mode=$mode"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+sha=$(sha256sum pyproject.toml | cut -d' ' -f1)
+stamp() { echo ".venv/.stn_jax_installed_$1"; }
+want() { echo "$sha editable_mode=$mode extra=$1"; }
+if [ ! -f "$(stamp "$extra")" ] || [ "$(cat "$(stamp "$extra")")" != "$(want "$extra")" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # torch is pinned in the test extra to 2.13.0 (a CPU build); never unpinned.
-  .venv/bin/python -m pip install --quiet -e ".[test]" \
+  .venv/bin/python -m pip install --quiet -e ".[$extra]" \
     --config-settings editable_mode=$mode
-  echo "$want" > "$stamp"
+  want "$extra" > "$(stamp "$extra")"
+  if [ "$extra" = test ]; then  # test includes train.
+    want train > "$(stamp train)"
+  fi
 fi
