@@ -25,6 +25,7 @@ from configs import distorted_mnist
 from stn_jax import models
 from stn_jax import optim
 from stn_jax import train
+from stn_jax.seeds import SeedAxis
 from tests import _steps
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
@@ -538,3 +539,35 @@ def test_transforms_grid_puts_outputs_under_inputs():
   np.testing.assert_array_equal(odd[0, 46 + 11:46 + 31, 2 + 11:2 + 31], 1.0)
   with pytest.raises(ValueError, match="same"):
     writers.transforms_grid(inputs, outputs[:2])
+
+
+@pytest.mark.parametrize("num_seeds", [1, 3])
+def test_evaluate_matches_numpy_with_padding(num_seeds):
+  # 10 examples in batches of 4: the last batch is padded with 2 zeros.
+  cfg = distorted_mnist.get_config("r,fcn,smoke")
+  model = models.build_model(cfg.model, canvas_size=28)
+  tx, schedule = train.make_optimizer(cfg.train)
+  states = [train.create_train_state(model, tx, jax.random.key(s),
+                                     canvas_size=28) for s in range(num_seeds)]
+  axis = SeedAxis(tuple(range(num_seeds)))
+  state = axis.stack(states)
+  mesh = train.make_mesh()
+  keys = axis.stack([jax.random.split(jax.random.key(s), 2)
+                     for s in range(num_seeds)])
+  _, _, eval_fn = train.make_step_functions(
+      cfg, schedule, mesh, data_key=keys[..., 0], distort_key=keys[..., 1])
+  rng = np.random.default_rng(0)
+  x = rng.random((10, 28, 28, 1), np.float32)
+  y = rng.integers(0, 10, 10).astype(np.int32)
+  sharding = jax.sharding.NamedSharding(mesh,
+                                        jax.sharding.PartitionSpec("data"))
+  got = train.evaluate(eval_fn, state, x, y, batch_size=4, sharding=sharding)
+  for i, st in enumerate(states):
+    logits = np.asarray(model.apply({"params": st.params}, x), np.float64)
+    logp = logits - logits.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    want_loss = -logp[np.arange(10), y].mean()
+    want_error = 100.0 * np.mean(logits.argmax(1) != y)
+    np.testing.assert_allclose(axis.value(got["test_loss"], i), want_loss,
+                               rtol=1e-5)
+    assert axis.value(got["test_error"], i) == pytest.approx(want_error)
