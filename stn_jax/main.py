@@ -223,10 +223,16 @@ class _HeldStderr:
       self.held = b""
 
 
+# Libraries whose INFO records only repeat what the run says itself: orbax
+# (several lines per checkpoint), TFDS (dataset reading) and jax's backend
+# probe ("Unable to initialize backend 'tpu'" on every CPU machine).
+_QUIET_INFO_SOURCES = ("orbax", "tensorflow_datasets", "xla_bridge.py")
+
+
 def _quiet_orbax(record) -> bool:
-  """Drops orbax's INFO chatter (several lines per checkpoint)."""
-  return record.levelno > logging.converter.STANDARD_INFO or (
-      "orbax" not in record.pathname)
+  """Drops the INFO chatter of `_QUIET_INFO_SOURCES`; warnings pass."""
+  return record.levelno > logging.converter.STANDARD_INFO or not any(
+      s in record.pathname for s in _QUIET_INFO_SOURCES)
 
 
 def _seed_workdirs(seeds, template: str) -> dict:

@@ -152,3 +152,19 @@ def test_a_finished_run_of_another_config_is_a_one_line_error(tmp_path):
   assert last.startswith("stn_jax.main: error: workdir"), last
   assert "`train.learning_rate`: 0.001 there, 0.01 now" in last
   assert os.listdir(workdir) == ["results.json"]
+
+
+def test_library_info_chatter_is_filtered_and_warnings_pass():
+  import logging as py_logging  # pylint: disable=g-import-not-at-top
+  from stn_jax import main as main_lib  # pylint: disable=g-import-not-at-top
+
+  def record(path, level):
+    return py_logging.LogRecord("x", level, path, 1, "msg", None, None)
+
+  for path in ("/site-packages/tensorflow_datasets/core/reader.py",
+               "/site-packages/jax/_src/xla_bridge.py",
+               "/site-packages/orbax/checkpoint/manager.py"):
+    assert not main_lib._quiet_orbax(record(path, py_logging.INFO))
+    assert main_lib._quiet_orbax(record(path, py_logging.WARNING))
+  assert main_lib._quiet_orbax(record("/repo/stn_jax/train.py",
+                                      py_logging.INFO))
