@@ -72,8 +72,8 @@ GROUPS = {
     ],
     # Queued, not yet run.
     "later": [
-        ("rts,st_fcn,affine,paper", "mom_h401_avgpool", (0,)),
         ("rts,st_fcn,affine,paper", "mom_h401", (0,)),
+        ("rts,st_fcn,affine,paper", "mom_h401_avgpool", (0,)),
         ("rts,st_fcn,affine,paper", "mom_h256_loc0.1", (0,)),
     ],
 }
