@@ -304,12 +304,6 @@ class SpatialTransformerClassifier(nn.Module):
     return self.classifier(out)
 
 
-def _kernels_name(model_cfg) -> str:
-  checks.check_choice("model.kernels", model_cfg.kernels,
-                      fast_layers.CONV_IMPLS)
-  return model_cfg.kernels
-
-
 # ------------------------------------------------------------ the registry
 
 
@@ -325,7 +319,7 @@ class Part:
     check: `(cfg, key)` raises ValueError naming `key.<field>` for a bad
       value (`cfg` holds exactly `fields`).
     build: `(model_cfg) -> nn.Module` from the model config (which also
-      holds `kernels`).
+      holds `kernels`), already validated by `validate_model_config`.
   """
   fields: tuple
   default_config: Callable[..., ml_collections.ConfigDict]
@@ -391,7 +385,7 @@ CLASSIFIERS: dict[str, Part] = {
         build=lambda m: CNN(
             filters=tuple(m.classifier.filters),
             kernel_sizes=tuple(m.classifier.kernel_sizes),
-            kernels=_kernels_name(m), padding=m.classifier.padding)),
+            kernels=m.kernels, padding=m.classifier.padding)),
 }
 
 # Localisation-net families (`model.localizer`), the transformer's trunk.
@@ -408,7 +402,7 @@ LOCALIZERS: dict[str, Part] = {
             kernel_size=int(m.localizer.kernel_size),
             hidden=int(m.localizer.hidden),
             input_downsample=int(m.localizer.input_downsample),
-            kernels=_kernels_name(m))),
+            kernels=m.kernels)),
 }
 
 
@@ -547,7 +541,7 @@ def build_model(model_cfg, *, canvas_size: int) -> nn.Module:
       transform_kwargs=transform_kwargs(model_cfg),
       align_corners=bool(model_cfg.align_corners),
       method=model_cfg.sampling_method, padding_mode=model_cfg.padding_mode,
-      kernels=_kernels_name(model_cfg))
+      kernels=model_cfg.kernels)
 
 
 def init_params(model: nn.Module, key, *, canvas_size: int, channels: int = 1):
