@@ -17,15 +17,11 @@ import argparse
 import json
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from configs import distorted_mnist
-from stn_jax import checkpoints
 from stn_jax import data as data_lib
 from stn_jax import distortions
-from stn_jax import models
-from stn_jax import optim
 from stn_jax import train
 
 DISTORTIONS = ("r", "rts", "p", "e", "tc")
@@ -37,17 +33,12 @@ def run_name(dist: str, transform: str, protocol: str, seed: int) -> str:
   return f"{dist}-st_cnn-{transform}-{protocol}-s{seed}"
 
 
-def restore_params(workdir: str, config, canvas: int):
-  """Parameters of the latest checkpoint in `workdir` (a finished run)."""
+def restore_params(workdir: str, config):
+  """`(model, params, step)` of the finished run in `workdir`."""
   if not os.path.exists(os.path.join(workdir, "results.json")):
     raise FileNotFoundError(f"{workdir} has no results.json (run missing or "
                             f"unfinished)")
-  model = models.build_model(config.model, canvas_size=canvas)
-  tx, _ = optim.make_optimizer(config.train)
-  like = train.create_train_state(model, tx, jax.random.key(0),
-                                  canvas_size=canvas)
-  state, step = checkpoints.restore_latest(workdir, like)
-  return model, state.params, step
+  return train.restore_latest_params(config, workdir)
 
 
 def rectify(model, params, images) -> np.ndarray:
@@ -81,7 +72,6 @@ def main():
     if mnist is None:
       mnist = data_lib.load_mnist(manual_dir=base.data.manual_dir,
                                   data_dir=base.data.data_dir)
-    canvas = int(base.distortion.canvas_size)
     x_test, _ = distortions.make_test_set(
         dist, base.distortion, mnist.test_images, mnist.test_labels,
         seed=int(base.data.test_seed), cache_dir=base.data.test_cache_dir)
@@ -93,7 +83,7 @@ def main():
       name = run_name(dist, tr, args.protocol, args.seed)
       try:
         model, params, step = restore_params(
-            os.path.join(args.workdirs, name), cfg, canvas)
+            os.path.join(args.workdirs, name), cfg)
       except FileNotFoundError as e:
         rows.append((f"{dist.upper()} {tr}", None, f"missing: {e}"))
         status[name] = "missing"

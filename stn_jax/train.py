@@ -842,9 +842,19 @@ def load_trained(workdir: str) -> tuple:
                      f"config (written by older code): cannot rebuild the "
                      f"model.")
   config = ml_collections.ConfigDict(record["config"])
+  model, params, _ = restore_latest_params(config, workdir)
+  return config, model, params
+
+
+def restore_latest_params(config, workdir: str) -> tuple:
+  """`(model, params, step)`: `config`'s model and the parameters of the
+  latest checkpoint in `workdir`.
+
+  Raises FileNotFoundError when `workdir` holds no checkpoint.
+  """
   canvas = int(config.distortion.canvas_size)
   model = models.build_model(config.model, canvas_size=canvas)
   tx, _ = make_optimizer(config.train)
   like = create_train_state(model, tx, jax.random.key(0), canvas_size=canvas)
-  state, _ = checkpoints.restore_latest(workdir, like)
-  return config, model, state.params
+  state, step = checkpoints.restore_latest(workdir, like)
+  return model, state.params, step
