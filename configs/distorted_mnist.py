@@ -57,8 +57,6 @@ from stn_jax import models
 # The choices come from the registries (transform families are read from
 # `stn_jax.TRANSFORMS` when parsing, so that a family registered with
 # `stn_jax.register_transform`, e.g. in a user's own config file, counts).
-# The choices come from the registries (transform families are read from
-# stn_jax.TRANSFORMS when parsing, so that registered ones count).
 DISTORTIONS = tuple(distortions.DISTORTIONS)
 MODELS = tuple(models.MODELS)
 PROTOCOLS = ("paper", "quick", "smoke")
@@ -182,6 +180,9 @@ def get_config(arg: str = "rts,st_cnn,affine,quick") -> ml_collections.ConfigDic
       # Transform family of ST models (stn_jax.TRANSFORMS); None otherwise.
       transform=transform if transform else config_dict.placeholder(str),
       tps_num_points=16,  # TPS control points (a perfect square).
+      # TPS smoothing: lambda added to the kernel matrix's diagonal (0: the
+      # spline interpolates its control points exactly, as in the paper).
+      tps_regularization=0.0,
       st_downsample=_ST_DOWNSAMPLE[dist],  # Output size = canvas / this.
       # How the output is made smaller (stn_jax.models.ST_DOWNSAMPLE_BY):
       # "grid" samples onto the small grid; "avg_pool" samples the full

@@ -457,7 +457,8 @@ def localizer_config(name: str):
 def transform_kwargs(model_cfg) -> tuple:
   """The transform family options of a model config, as a hashable tuple."""
   if model_cfg.transform == "tps":
-    return (("num_points", int(model_cfg.tps_num_points)),)
+    return (("num_points", int(model_cfg.tps_num_points)),
+            ("regularization", float(model_cfg.tps_regularization)))
   return ()
 
 
@@ -513,6 +514,10 @@ def validate_model_config(model_cfg, *, canvas_size: int) -> None:
   if m.transform == "tps" and math.isqrt(m.tps_num_points) ** 2 != (
       m.tps_num_points):
     checks.fail("model.tps_num_points", m.tps_num_points, "a perfect square")
+  reg = m.tps_regularization
+  if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not (
+      0.0 <= reg < float("inf")):
+    checks.fail("model.tps_regularization", reg, "a finite float >= 0")
   st_sampling(m, canvas_size)
   checks.check_choice("model.sampling_method", m.sampling_method,
                       stn_jax.METHODS)

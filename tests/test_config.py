@@ -9,6 +9,7 @@ import pytest
 
 from configs import distorted_mnist
 from stn_jax import distortions
+from stn_jax import models
 from stn_jax import train
 
 CONFIG_FILE = os.path.join(os.path.dirname(__file__), os.pardir, "configs",
@@ -138,6 +139,7 @@ def test_config_is_locked():
     ("model.name", "resnet", "model.name"),
     ("model.transform", "spline", "model.transform"),
     ("model.tps_num_points", 15, "model.tps_num_points"),
+    ("model.tps_regularization", -0.1, "model.tps_regularization"),
     ("model.st_downsample", 4, "model.st_downsample"),
     ("model.sampling_method", "lanczos", "model.sampling_method"),
     ("model.classifier.filters", (32,), "model.classifier.filters"),
@@ -159,6 +161,13 @@ def test_validate_config_rejects(key, value, match):
   node[leaf] = value
   with pytest.raises(ValueError, match=match):
     train.validate_config(cfg)
+
+
+def test_tps_regularization_reaches_the_transform_options():
+  cfg = distorted_mnist.get_config("rts,st_cnn,tps,smoke")
+  cfg.model.tps_regularization = 0.5
+  assert dict(models.transform_kwargs(cfg.model)) == {
+      "num_points": 16, "regularization": 0.5}
 
 
 def test_validate_config_rejects_localizer_lr_on_plain_model():
