@@ -3,8 +3,9 @@ r"""Gathers finished runs into the Table-1 report: measured beside the paper.
     python -m experiments.report --runs_dir results/runs --out_dir results
 
 Reads every `results/runs/*.json` (the `results.json` that
-`python -m stn_jax.main` writes), groups runs by protocol, device and cell
-(distortion, model, transform), and writes:
+`python -m stn_jax.main` writes), groups runs by protocol, device, training
+settings (steps, batch, optimiser: a retuned protocol's older runs stay apart)
+and cell (distortion, model, transform), and writes:
 
 * `results/table1.md` and `results/table1.csv`: for each of the 36 cells (32
   of Table 1 plus 4 of TC), mean ± std of the test error over seeds and n,
@@ -47,8 +48,22 @@ def _cell_key(record: dict):
   return (record["distortion"], record["model"], record.get("transform"))
 
 
+def _settings(record: dict) -> str:
+  """The training budget and optimiser of a run, e.g. "150000 x 256, sgd
+  lr 0.01 step, momentum 0.9": runs of one protocol name trained under
+  different settings (a protocol retuned later) are never averaged together.
+  """
+  text = (f"{record['steps']} x {_train_field(record, 'batch_size')}, "
+          f"{_optimizer(record)}")
+  momentum = _train_field(record, "momentum")
+  if _train_field(record, "optimizer") == "sgd" and momentum:
+    text += f", momentum {momentum}"
+  return text
+
+
 def _protocol_key(record: dict):
-  return (record["protocol"], record.get("device", "unknown"))
+  return (record["protocol"], record.get("device", "unknown"),
+          _settings(record))
 
 
 def _train_field(record: dict, key: str):
@@ -68,7 +83,7 @@ def _optimizer(record: dict) -> str:
 
 
 def summarize(runs: list[dict]) -> dict:
-  """{(protocol, device): {cell: summary dict}} over seeds."""
+  """{(protocol, device, settings): {cell: summary dict}} over seeds."""
   grouped = collections.defaultdict(lambda: collections.defaultdict(list))
   for record in runs:
     grouped[_protocol_key(record)][_cell_key(record)].append(record)
@@ -138,8 +153,8 @@ def write_markdown(summary: dict, path: str) -> None:
            "`results/runs/*.json`; do not edit by hand.", ""]
   if not summary:
     lines.append("No runs yet: every cell is missing.")
-  for (protocol, device), cells in sorted(summary.items()):
-    lines += [f"## Protocol `{protocol}` on {device}", "",
+  for (protocol, device, settings), cells in sorted(summary.items()):
+    lines += [f"## Protocol `{protocol}` ({settings}) on {device}", "",
               "| cell | paper | measured (mean ± std) | n | diff | steps | "
               "batch | optimiser | wall time (s) | params |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -162,7 +177,7 @@ def write_markdown(summary: dict, path: str) -> None:
               f"runs: {total / 60:.0f} min ({total / 3600:.2f} h; seeds "
               "trained together in one vmapped step count once).", ""]
     lines += ["Targets:", ""] + _target_lines(protocol, cells) + [""]
-  measured = {protocol for protocol, _ in summary}
+  measured = {key[0] for key in summary}
   for protocol in ("paper", "quick"):
     if protocol not in measured:
       lines += [f"## Protocol `{protocol}`", "",
@@ -174,14 +189,15 @@ def write_markdown(summary: dict, path: str) -> None:
 def write_csv(summary: dict, path: str) -> None:
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["protocol", "device", "distortion", "model", "transform",
-                     "paper", "mean", "std", "n", "diff", "steps",
+    writer.writerow(["protocol", "settings", "device", "distortion", "model",
+                     "transform", "paper", "mean", "std", "n", "diff", "steps",
                      "wall_time_s"])
-    for (protocol, device), cells in sorted(summary.items()):
+    for (protocol, device, settings), cells in sorted(summary.items()):
       for cell in paper_results.table1_cells():
         paper = paper_results.PAPER_ERRORS[cell]
         s = cells.get(cell)
-        row = [protocol, device, cell[0], cell[1], cell[2] or "", paper]
+        row = [protocol, settings, device, cell[0], cell[1], cell[2] or "",
+               paper]
         if s is None:
           row += ["", "", 0, "", "", ""]
         else:
@@ -203,7 +219,7 @@ def write_plot(summary: dict, path: str) -> None:
     ax.bar([x - 0.2 for x in xs],
            [paper_results.PAPER_ERRORS[c] for c in cells], width=0.4,
            label="paper", color="0.6")
-    for i, ((protocol, device), measured) in enumerate(sorted(
+    for i, ((protocol, device, settings), measured) in enumerate(sorted(
         summary.items())):
       vals = [measured[c]["mean"] if c in measured else float("nan")
               for c in cells]
@@ -211,7 +227,7 @@ def write_plot(summary: dict, path: str) -> None:
               for c in cells]
       ax.bar([x + 0.2 + 0.4 * i / max(1, len(summary)) for x in xs], vals,
              width=0.4 / max(1, len(summary)), yerr=errs,
-             label=f"{protocol} ({device})")
+             label=f"{protocol}: {settings} ({device})")
     ax.set_xticks(list(xs))
     ax.set_xticklabels([_cell_name(c)[len(dist) + 1:] for c in cells],
                        rotation=60, ha="right", fontsize=8)

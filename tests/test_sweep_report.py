@@ -185,7 +185,7 @@ def test_report_means_missing_cells_and_targets(tmp_path):
   for i, r in enumerate(records):
     (runs_dir / f"{i}.json").write_text(json.dumps(r))
   summary = report.summarize(report.load_runs(str(runs_dir)))
-  cells = summary[("quick", "cpu")]
+  cells = summary[("quick", "cpu", "100 x 256, adam")]
   assert cells[("rts", "cnn", None)]["mean"] == pytest.approx(3.0)
   assert cells[("rts", "cnn", None)]["std"] == pytest.approx(2 ** 0.5)
   assert cells[("rts", "cnn", None)]["n"] == 2
