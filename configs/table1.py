@@ -11,7 +11,7 @@ or print one shell command per run for a cluster scheduler:
     python -m experiments.sweep --sweep=configs/table1.py:quick --print_commands
 
 `get_sweep(arg)` parses a comma-separated string:
-  first item      the protocol: "quick" | "paper" | "smoke".
+  first item      the protocol: "quick" | "fast" | "paper" | "smoke".
   seeds=N         seeds 0..N-1 for every cell (default 1).
   distortions=A+B only these distortions (default r+rts+p+e+tc).
   models=A+B      only these models (default fcn+cnn+st_fcn+st_cnn).
@@ -32,7 +32,7 @@ plus the 4 of TC (TC's ST models use the affine transform).
 
 from configs import paper_results
 
-PROTOCOLS = ("quick", "paper", "smoke")
+PROTOCOLS = ("quick", "fast", "paper", "smoke")
 
 # Models whose seeds train faster in one vmapped step than one at a time
 # (benchmarks/results/vmapped_seeds_cpu.md: FCN 1.84x, ST-FCN 1.32-1.55x;

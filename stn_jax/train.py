@@ -94,7 +94,8 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
   `train_and_evaluate`.
   """
   checks.check_int("seed", cfg.seed, 0)
-  checks.check_choice("protocol", cfg.protocol, ("paper", "quick", "smoke"))
+  checks.check_choice("protocol", cfg.protocol,
+                      ("paper", "fast", "quick", "smoke"))
   checks.check_choice("distortion_name", cfg.distortion_name,
                       tuple(distortions.DISTORTIONS))
   defaults = distortions.default_distortion_config(cfg.distortion_name)

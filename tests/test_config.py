@@ -70,8 +70,8 @@ def test_defaults_and_parsing():
 
 
 def test_micro_batches_of_the_convolutional_models():
-  # 64 where the batch is larger (paper 256, quick 128); the dense models
-  # and the smoke batches of 16 run in one pass.
+  # 64 where the batch is larger (256 in every protocol but smoke); the
+  # dense models and the smoke batches of 16 run in one pass.
   get = lambda arg: distorted_mnist.get_config(arg).train.micro_batch_size
   assert get("r,cnn,paper") == get("rts,st_cnn,tps,quick") == 64
   assert get("r,fcn,paper") is get("e,st_fcn,affine,quick") is None
@@ -149,7 +149,7 @@ def test_config_is_locked():
     ("distortion.max_rotation_deg", -1.0, "max_rotation_deg"),
     ("distortion_name", "r", "distortion"),  # rts numbers do not fit "r"
     ("data.num_test_examples", 0, "data.num_test_examples"),
-    ("protocol", "fast", "protocol"),
+    ("protocol", "turbo", "protocol"),
 ])
 def test_validate_config_rejects(key, value, match):
   # tps is the transform here, so 15 points (not a square) is invalid.
