@@ -66,7 +66,6 @@ def submit(jobs: list, ctx: dict, args) -> int:
       continue
     todo.append(job)
   if not todo:
-    print("nothing to submit", flush=True)
     return 0
   cluster = "slurm" if args.launcher == "slurm" else "local"
   folder = args.slurm_folder or os.path.join(ctx["workdir_root"], "submitit")
