@@ -43,7 +43,7 @@ def test_sweep_filters():
 
 
 @pytest.mark.parametrize("arg, word", [
-    ("fast", "protocol"), ("quick,seeds=0", "seeds"),
+    ("turbo", "protocol"), ("quick,seeds=0", "seeds"),
     ("quick,distortions=x", "distortions"), ("quick,colour=red", "colour"),
     ("quick,seeds", "key=value")])
 def test_sweep_rejects_bad_options(arg, word):
@@ -191,7 +191,8 @@ def test_report_means_missing_cells_and_targets(tmp_path):
   assert cells[("rts", "cnn", None)]["n"] == 2
   out = tmp_path / "out"
   subprocess.run([sys.executable, "-m", "experiments.report",
-                  f"--runs_dir={runs_dir}", f"--out_dir={out}"], cwd=ROOT,
+                  f"--runs_dir={runs_dir}", f"--out_dir={out}",
+                  "--default_runs_from="], cwd=ROOT,
                  check=True, capture_output=True)
   md = (out / "table1.md").read_text()
   assert "| RTS CNN | 0.8 | 3.00 ± 1.41 | 2 | +2.20 |" in md
@@ -201,7 +202,8 @@ def test_report_means_missing_cells_and_targets(tmp_path):
   assert "RTS ST-CNN projective vs CNN: missing" in md
   # One seed: no std; the protocol without runs is said to be untested.
   assert "| RTS ST-CNN affine | 0.5 | 1.00 ± n/a | 1 |" in md
-  assert "## Protocol `paper`\n\nNo runs: all 36 cells missing" in md
+  assert ("## Protocol `paper`\n\nNo runs at its current settings: all 36 "
+          "cells missing") in md
   assert "Wall time of all 4 runs: 1 min" in md
   assert (out / "table1.png").stat().st_size > 1000
   rows = (out / "table1.csv").read_text().splitlines()

@@ -1,0 +1,135 @@
+"""The Table-1 report on records in the format the trainer writes.
+
+The fixtures start from a real `results.json` (a committed ablation record of
+the R FCN at the paper protocol), so the report is tested on the fields and
+config the trainer records today.
+"""
+
+import copy
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REAL_RECORD = os.path.join(ROOT, "results", "ablations",
+                           "r-fcn-paper-mom_h349-s0.json")
+
+
+@pytest.fixture(name="record")
+def _record():
+  with open(REAL_RECORD) as f:
+    return json.load(f)
+
+
+def _variant(record, *, seed, error, wall=100.0, seeds_in_step=1):
+  out = copy.deepcopy(record)
+  out.update(seed=seed, test_error=error, wall_time_s=wall,
+             seeds_in_step=seeds_in_step)
+  out["config"]["seed"] = seed
+  return out
+
+
+def _write(folder, records):
+  folder.mkdir(exist_ok=True)
+  for i, r in enumerate(records):
+    (folder / f"{i}.json").write_text(json.dumps(r))
+
+
+def test_a_real_record_at_the_defaults_is_a_default_run(record):
+  assert report.is_default_run(record)
+  changed = copy.deepcopy(record)
+  changed["config"]["model"]["classifier"]["hidden"] = [256, 256]
+  assert not report.is_default_run(changed)
+  changed = copy.deepcopy(record)
+  changed["config"]["train"]["momentum"] = 0.0
+  assert not report.is_default_run(changed)
+  # Bookkeeping (evaluation cadence) does not make a run non-default.
+  changed = copy.deepcopy(record)
+  changed["config"]["train"]["eval_every"] = 123
+  assert report.is_default_run(changed)
+  assert not report.is_default_run({k: v for k, v in record.items()
+                                    if k != "config"})
+
+
+def test_default_runs_join_without_counting_a_seed_twice(record):
+  runs = [_variant(record, seed=0, error=2.0)]
+  extra = [_variant(record, seed=0, error=9.0),  # Seed 0 already counted.
+           _variant(record, seed=1, error=3.0)]
+  wide = _variant(record, seed=2, error=9.0)
+  wide["config"]["model"]["classifier"]["hidden"] = [256, 256]
+  joined = report.add_default_runs(runs, extra + [wide])
+  assert sorted((r["seed"], r["test_error"]) for r in joined) == [
+      (0, 2.0), (1, 3.0)]
+
+
+def test_report_values_verdicts_and_vmapped_wall_time(tmp_path, record):
+  # Three seeds trained in one vmapped process: each record carries the
+  # process's wall time, which counts once for the cell.
+  runs = [_variant(record, seed=s, error=e, wall=600.0, seeds_in_step=3)
+          for s, e in ((0, 2.0), (1, 2.2), (2, 2.9))]
+  _write(tmp_path / "runs", runs)
+  out = tmp_path / "out"
+  subprocess.run([sys.executable, "-m", "experiments.report",
+                  f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={out}",
+                  "--default_runs_from="], cwd=ROOT, check=True,
+                 capture_output=True)
+  md = (out / "table1.md").read_text()
+  heading = ("## Protocol `paper` (150000 x 256, sgd lr 0.01 step, "
+             "momentum 0.9) on 1x cpu:cpu")
+  assert heading in md
+  # mean 2.3667, sample std 0.4726, paper 2.1.
+  assert "| R FCN | 2.1 | 2.37 ± 0.47 | 3 | +0.27 | 150000 | 256 |" in md
+  assert "| R CNN | 1.2 | missing | 0 |" in md
+  assert "Wall time of all 3 runs: 10 min" in md
+  assert "- R FCN: 2.37 vs paper 2.1 (target <= paper + 0.3): met" in md
+  with open(out / "table1.csv") as f:
+    rows = {(r["distortion"], r["model"], r["transform"]): r
+            for r in csv.DictReader(f) if r["protocol"] == "paper"}
+  row = rows[("r", "fcn", "")]
+  assert float(row["mean"]) == pytest.approx(2.3667, abs=1e-4)
+  assert float(row["std"]) == pytest.approx(0.4726, abs=1e-4)
+  assert row["n"] == "3"
+  assert rows[("r", "cnn", "")]["n"] == "0"
+
+
+def test_a_missed_target_and_a_superseded_protocol(tmp_path, record):
+  missed = _variant(record, seed=0, error=3.0)
+  old_quick = _variant(record, seed=0, error=9.0)
+  old_quick.update(protocol="quick", steps=600)
+  old_quick["config"]["protocol"] = "quick"
+  old_quick["config"]["train"].update(
+      num_steps=600, batch_size=128, optimizer="adam", learning_rate=1e-3,
+      lr_schedule="cosine")
+  _write(tmp_path / "runs", [missed, old_quick])
+  summary = report.summarize(report.load_runs(str(tmp_path / "runs")))
+  assert set(summary) == {
+      ("paper", "1x cpu:cpu", "150000 x 256, sgd lr 0.01 step, momentum 0.9"),
+      ("quick", "1x cpu:cpu", "600 x 128, adam lr 0.001 cosine")}
+  out = tmp_path / "out"
+  subprocess.run([sys.executable, "-m", "experiments.report",
+                  f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={out}",
+                  "--default_runs_from="], cwd=ROOT, check=True,
+                 capture_output=True)
+  md = (out / "table1.md").read_text()
+  assert "- R FCN: 3.00 vs paper 2.1 (target <= paper + 0.3): MISSED by 0.60" in md
+  assert "Superseded: the `quick` protocol is now" in md
+  # The superseded runs do not count as the current protocol's.
+  assert "## Protocol `quick`\n\nNo runs at its current settings" in md
+
+
+def test_default_runs_from_a_folder(tmp_path, record):
+  _write(tmp_path / "runs", [])
+  _write(tmp_path / "ablations", [_variant(record, seed=0, error=2.5)])
+  out = tmp_path / "out"
+  subprocess.run([sys.executable, "-m", "experiments.report",
+                  f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={out}",
+                  f"--default_runs_from={tmp_path / 'ablations'}"], cwd=ROOT,
+                 check=True, capture_output=True)
+  md = (out / "table1.md").read_text()
+  assert "| R FCN | 2.1 | 2.50 ± n/a | 1 | +0.40 |" in md
