@@ -279,8 +279,13 @@ def draw_digits(path: str, summary: dict, workdirs: str, num_digits: int):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  from stn_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from stn_jax import distortions  # pylint: disable=g-import-not-at-top
+  try:  # MNIST and the fixed test sets (stn_jax.data before its move).
+    from stn_jax import input_pipeline as data_lib  # pylint: disable=g-import-not-at-top
+    make_test_set = data_lib.make_test_set
+  except (ImportError, AttributeError):
+    from stn_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+    from stn_jax import distortions  # pylint: disable=g-import-not-at-top
+    make_test_set = distortions.make_test_set
 
   rows, drawn, mnist = [], [], None
   for (dist, model), entries in wanted.items():
@@ -288,7 +293,7 @@ def draw_digits(path: str, summary: dict, workdirs: str, num_digits: int):
     if mnist is None:
       mnist = data_lib.load_mnist(manual_dir=first.data.manual_dir,
                                   data_dir=first.data.data_dir)
-    x_test, _ = distortions.make_test_set(
+    x_test, _ = make_test_set(
         dist, first.distortion, mnist.test_images, mnist.test_labels,
         seed=int(first.data.test_seed), cache_dir=first.data.test_cache_dir)
     inputs = np.asarray(x_test[:num_digits])
