@@ -445,8 +445,8 @@ def test_two_runners_never_train_the_same_run(tmp_path):
         return [{"name": f"run{i}", "config": "r,cnn", "overrides": {"seed": 0},
                  "group": None} for i in range(4)]
       """)
-  first = _runner(tmp_path, sweep_file, log, 1.0)
-  second = _runner(tmp_path, sweep_file, log, 1.0)
+  first = _runner(tmp_path, sweep_file, log, 2.0)
+  second = _runner(tmp_path, sweep_file, log, 2.0)
   out = [p.communicate(timeout=60)[0] for p in (first, second)]
   assert first.returncode == 0 and second.returncode == 0, out
   starts = _starts(log)
