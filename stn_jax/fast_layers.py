@@ -4,9 +4,10 @@ XLA's CPU convolutions are slow in the backward pass (its weight gradient
 runs at a fraction of the forward's speed) and `nn.max_pool`'s gradient is a
 select-and-scatter. This module holds drop-in replacements that compute the
 same functions with operations XLA's CPU backend runs well (large matmuls
-and elementwise fusions). The models pick them by name (`CONV_IMPLS`,
-`POOL_IMPLS`); `tests/test_fast_layers.py` checks values and gradients
-against the plain versions.
+and elementwise fusions). `stn_jax.models.build_model` gives them to the
+modules for `model.kernels="fast"` (`models.KERNELS`);
+`tests/test_fast_layers.py` checks values and gradients against the plain
+versions.
 
 * `dft_conv`: a stride-1 convolution by DFT, `out = F_out (K(w) * F_in x)`:
   the input's real 2D DFT as two matmuls (along w, then along h), a
@@ -40,7 +41,6 @@ from __future__ import annotations
 import functools
 from typing import Sequence, Union
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -452,21 +452,3 @@ def max_pool(x, window: int = 2):
     pairs = [_first_max(p, q) for p, q in zip(parts[::2], parts[1::2])]
     parts = pairs + parts[len(pairs) * 2:]
   return parts[0]
-
-
-def xla_max_pool(x, window: int = 2):
-  """`nn.max_pool` with the same signature as `max_pool` (the plain version)."""
-  return nn.max_pool(x, (window, window), strides=(window, window))
-
-
-# name -> the convolution primitive given to `nn.Conv(conv_general_dilated=)`.
-CONV_IMPLS = {
-    "xla": jax.lax.conv_general_dilated,
-    "fast": conv_general_dilated,
-}
-
-# name -> max_pool(x, window) for non-overlapping pooling.
-POOL_IMPLS = {
-    "xla": xla_max_pool,
-    "fast": max_pool,
-}

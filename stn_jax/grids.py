@@ -32,6 +32,39 @@ PROJECTIVE_OUTSIDE = -4.0
 _W_EPS = 1e-6
 
 
+def to_pixel(coord, size, *, align_corners: bool):
+  """Normalised coordinate -> pixel index coordinate (pixel i's centre is i).
+
+  The one place of the formula (torch's `grid_sampler_unnormalize`): the
+  sampler, `normalized_to_pixel` and the fused batched sampler use it.
+
+  Args:
+    coord: normalised coordinates along one axis (number or array), or
+      `[..., k]` with `size` broadcasting over the last axis.
+    size: pixels along that axis (number, or an array broadcastable with
+      `coord`).
+    align_corners: normalisation convention (see the module docstring).
+
+  Returns:
+    Pixel coordinates, the broadcast shape of `coord` and `size`.
+  """
+  if align_corners:
+    return (coord + 1.0) / 2.0 * (size - 1)
+  return ((coord + 1.0) * size - 1.0) / 2.0
+
+
+def to_normalized(pix, size, *, align_corners: bool):
+  """Pixel index coordinate -> normalised coordinate: `to_pixel`'s inverse.
+
+  Same arguments as `to_pixel` (`pix` in pixel units); with
+  `align_corners=True` an axis of one pixel maps to 0.
+  """
+  if align_corners:
+    denom = np.maximum(np.asarray(size) - 1, 1)
+    return jnp.where(np.asarray(size) > 1, 2.0 * pix / denom - 1.0, 0.0)
+  return (2.0 * pix + 1.0) / size - 1.0
+
+
 def _normalized_centres(n: int, align_corners: bool) -> np.ndarray:
   """Normalised coordinates of the centres of `n` pixels (torch's convention)."""
   if n == 1:

@@ -21,20 +21,25 @@ The transformer's output grid may be smaller than the input
 Images are channels-last, float, batched: `[B, H, W, C]`; logits are
 `[B, num_classes]`. Models are built from a config by name through `MODELS`.
 
-The models compute their convolutions, max-pools and the transformer's grid
-+ sampling with the implementations named by `kernels`: "fast" (the default;
-`stn_jax.fast_layers`: DFT or banded-matmul convolutions and a pairwise
-max-pool, several times faster to train on CPU; `stn_jax.fast_warp`: grid
-generation and bilinear sampling fused over the batch) or "xla" (XLA's own
-convolution and pooling, the vmapped `make_grid` + `sample`). Both compute the
-same function with the same parameters, so checkpoints are interchangeable.
+The modules take their layers as arguments (the flax examples' style):
+`conv` (an `nn.Conv`-like module class), `max_pool(x, window)` and, for the
+transformer, `warp(images, params, *, transform, output_size, ...)`; the
+defaults are plain flax / JAX (`nn.Conv`, `plain_max_pool`,
+`fast_warp.plain_warp`: the vmapped `make_grid` + `sample`). `build_model`
+picks them once from the config's `model.kernels` through `KERNELS`: "fast"
+(the default; `stn_jax.fast_layers`' DFT or banded-matmul convolutions and
+pairwise max-pool, several times faster to train on CPU, and
+`stn_jax.fast_warp.warp`, grid generation and bilinear sampling fused over
+the batch) or "xla" (the plain defaults). Both compute the same function with
+the same parameters, so checkpoints are interchangeable.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -48,6 +53,8 @@ from stn_jax import fast_layers
 from stn_jax import fast_warp
 
 NUM_CLASSES = 10
+# A module class or factory, e.g. `nn.Conv` or a `functools.partial` of it.
+ModuleDef = Any
 # Padding of the classifier CNN's convolutions.
 CONV_PADDINGS = ("SAME", "VALID")
 # How a transformer makes an output smaller than its input
@@ -63,23 +70,9 @@ def _check_images(x) -> None:
         f"{list(x.shape)}.")
 
 
-def _impl(registry: dict, name: str):
-  """`registry[name]`, or a ValueError naming the `kernels` choices."""
-  if name not in registry:
-    raise ValueError(f"`kernels` must be one of {sorted(registry)}, got "
-                     f"{name!r}.")
-  return registry[name]
-
-
-def _kernels(name: str):
-  """(conv_general_dilated, max_pool) of implementation `name`."""
-  return (_impl(fast_layers.CONV_IMPLS, name),
-          _impl(fast_layers.POOL_IMPLS, name))
-
-
-def _warp_impl(name: str):
-  """The transformer's grid + sampling implementation `name`."""
-  return _impl(fast_warp.WARP_IMPLS, name)
+def plain_max_pool(x, window: int = 2):
+  """Non-overlapping `window x window` max-pooling of `[B, H, W, C]` (flax's)."""
+  return nn.max_pool(x, (window, window), strides=(window, window))
 
 
 class FCN(nn.Module):
@@ -109,15 +102,18 @@ class CNN(nn.Module):
     filters: `(f1, f2)` output channels of the two convolutions.
     kernel_sizes: `(k1, k2)` square kernel sizes (the paper's 9 and 7).
     num_classes: number of outputs.
-    kernels: convolution / pooling implementation ("fast" or "xla").
     padding: "SAME" (the output of each convolution keeps its input's size)
       or "VALID" (no padding: Torch7's and Caffe's default).
+    conv: the convolution module class (`nn.Conv`-like: features, kernel
+      size, `padding=`, `name=`).
+    max_pool: `(x [B, H, W, C], window) -> [B, H // window, W // window, C]`.
   """
   filters: Sequence[int]
   kernel_sizes: Sequence[int] = (9, 7)
   num_classes: int = NUM_CLASSES
-  kernels: str = "fast"
   padding: str = "SAME"
+  conv: ModuleDef = nn.Conv
+  max_pool: Callable = plain_max_pool
 
   @nn.compact
   def __call__(self, x):
@@ -130,7 +126,6 @@ class CNN(nn.Module):
     if self.padding not in CONV_PADDINGS:
       raise ValueError(f"`padding` must be one of {list(CONV_PADDINGS)}, got "
                        f"{self.padding!r}.")
-    conv, pool = _kernels(self.kernels)
     for i, (f, k) in enumerate(zip(self.filters, self.kernel_sizes)):
       if self.padding == "VALID" and min(x.shape[1:3]) < k + 1:
         raise ValueError(
@@ -138,11 +133,10 @@ class CNN(nn.Module):
             f"needs a map of at least {k + 1}x{k + 1} pixels, got "
             f"{x.shape[1]}x{x.shape[2]}; use \"SAME\" padding or a larger "
             f"input.")
-      x = nn.Conv(f, (k, k), padding=self.padding, name=f"conv{i}",
-                  conv_general_dilated=conv)(x)
+      x = self.conv(f, (k, k), padding=self.padding, name=f"conv{i}")(x)
       # pool(relu(x)) == relu(pool(x)) (ReLU is monotonic), values and
       # gradients; the ReLU on the pooled map touches 4x less memory.
-      x = nn.relu(pool(x, 2))
+      x = nn.relu(self.max_pool(x, 2))
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(self.num_classes, name="logits")(x)
 
@@ -181,13 +175,15 @@ class CNNLocalizer(nn.Module):
     kernel_size: square kernel size (5).
     hidden: width of the dense layer (20).
     input_downsample: average-pool factor applied to the input first (2).
-    kernels: convolution / pooling implementation ("fast" or "xla").
+    conv: the convolution module class, as in `CNN`.
+    max_pool: the max-pooling function, as in `CNN`.
   """
   filters: Sequence[int] = (20, 20)
   kernel_size: int = 5
   hidden: int = 20
   input_downsample: int = 2
-  kernels: str = "fast"
+  conv: ModuleDef = nn.Conv
+  max_pool: Callable = plain_max_pool
 
   @nn.compact
   def __call__(self, x):
@@ -196,12 +192,10 @@ class CNNLocalizer(nn.Module):
     if d > 1:
       x = nn.avg_pool(x, (d, d), strides=(d, d))
     k = (self.kernel_size, self.kernel_size)
-    conv, pool = _kernels(self.kernels)
-    x = nn.Conv(self.filters[0], k, padding="VALID", name="conv0",
-                conv_general_dilated=conv)(x)
-    x = nn.relu(pool(x, 2))  # == pool(relu(x)), as in `CNN`.
-    x = nn.relu(nn.Conv(self.filters[1], k, padding="VALID", name="conv1",
-                        conv_general_dilated=conv)(x))
+    x = self.conv(self.filters[0], k, padding="VALID", name="conv0")(x)
+    x = nn.relu(self.max_pool(x, 2))  # == pool(relu(x)), as in `CNN`.
+    x = nn.relu(self.conv(self.filters[1], k, padding="VALID",
+                          name="conv1")(x))
     x = x.reshape(x.shape[0], -1)
     return nn.relu(nn.Dense(self.hidden, name="hidden")(x))
 
@@ -238,9 +232,10 @@ class SpatialTransformerClassifier(nn.Module):
     align_corners: normalisation convention of the grid (the paper's: True).
     method: sampler kernel ("bilinear" in the paper).
     padding_mode: what the sampler reads outside the input ("zeros").
-    kernels: "fast" computes grid and sampling as one fused batch operation
-      (`stn_jax.fast_warp.warp`), "xla" as the vmapped `make_grid` and
-      `sample`; same function.
+    warp: `(images [B, H, W, C], params [B, n], *, transform, output_size,
+      align_corners, method, padding_mode, **transform_kwargs) -> [B, h, w,
+      C]`, the batched grid + sampling (`fast_warp.warp` fuses them; the
+      default `fast_warp.plain_warp` is the vmapped `make_grid` + `sample`).
     output_pool: the sampled `output_size` image is average-pooled by this
       factor (non-overlapping windows) before the classifier; 1: no pooling.
   """
@@ -252,7 +247,7 @@ class SpatialTransformerClassifier(nn.Module):
   align_corners: bool = True
   method: str = "bilinear"
   padding_mode: str = "zeros"
-  kernels: str = "fast"
+  warp: Callable = fast_warp.plain_warp
   output_pool: int = 1
 
   def setup(self):
@@ -286,7 +281,7 @@ class SpatialTransformerClassifier(nn.Module):
     grid = jax.vmap(lambda p: stn_jax.make_grid(
         self.transform, p, shape, align_corners=self.align_corners, **kw))(
             theta)
-    out = _warp_impl(self.kernels)(
+    out = self.warp(
         x, theta, transform=self.transform, output_size=shape,
         align_corners=self.align_corners, method=self.method,
         padding_mode=self.padding_mode, **kw)
@@ -308,6 +303,33 @@ class SpatialTransformerClassifier(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
+class Kernels:
+  """The layer arguments of the modules for one `model.kernels` choice.
+
+  Attributes:
+    conv: the convolution module class (`CNN.conv`, `CNNLocalizer.conv`).
+    max_pool: the max-pooling function (`CNN.max_pool`, ...).
+    warp: the transformer's batched grid + sampling
+      (`SpatialTransformerClassifier.warp`).
+  """
+  conv: ModuleDef
+  max_pool: Callable
+  warp: Callable
+
+
+# `model.kernels` -> the layers `build_model` gives the modules; built once
+# here so that every model of a choice holds the same (equal) layer objects.
+KERNELS: dict[str, Kernels] = {
+    "xla": Kernels(conv=nn.Conv, max_pool=plain_max_pool,
+                   warp=fast_warp.plain_warp),
+    "fast": Kernels(
+        conv=functools.partial(
+            nn.Conv, conv_general_dilated=fast_layers.conv_general_dilated),
+        max_pool=fast_layers.max_pool, warp=fast_warp.warp),
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class Part:
   """A classifier or localiser family that owns its config fields.
 
@@ -318,13 +340,14 @@ class Part:
       commented (classifiers take `width`).
     check: `(cfg, key)` raises ValueError naming `key.<field>` for a bad
       value (`cfg` holds exactly `fields`).
-    build: `(model_cfg) -> nn.Module` from the model config (which also
-      holds `kernels`), already validated by `validate_model_config`.
+    build: `(model_cfg, kernels) -> nn.Module` from the model config,
+      already validated by `validate_model_config`, with the layers
+      `kernels` (a `Kernels`).
   """
   fields: tuple
   default_config: Callable[..., ml_collections.ConfigDict]
   check: Callable[[ml_collections.ConfigDict, str], None]
-  build: Callable[[ml_collections.ConfigDict], nn.Module]
+  build: Callable[[ml_collections.ConfigDict, Kernels], nn.Module]
 
 
 def _fcn_fields(width: int) -> ml_collections.ConfigDict:
@@ -378,14 +401,14 @@ def _check_cnn_localizer(cfg, key: str) -> None:
 CLASSIFIERS: dict[str, Part] = {
     "fcn": Part(
         fields=("hidden",), default_config=_fcn_fields, check=_check_fcn,
-        build=lambda m: FCN(hidden=tuple(m.classifier.hidden))),
+        build=lambda m, k: FCN(hidden=tuple(m.classifier.hidden))),
     "cnn": Part(
         fields=("filters", "kernel_sizes", "padding"),
         default_config=_cnn_fields, check=_check_cnn,
-        build=lambda m: CNN(
+        build=lambda m, k: CNN(
             filters=tuple(m.classifier.filters),
             kernel_sizes=tuple(m.classifier.kernel_sizes),
-            kernels=m.kernels, padding=m.classifier.padding)),
+            padding=m.classifier.padding, conv=k.conv, max_pool=k.max_pool)),
 }
 
 # Localisation-net families (`model.localizer`), the transformer's trunk.
@@ -393,16 +416,16 @@ LOCALIZERS: dict[str, Part] = {
     "fcn": Part(
         fields=("hidden",), default_config=_fcn_localizer_fields,
         check=_check_fcn,
-        build=lambda m: FCNLocalizer(hidden=tuple(m.localizer.hidden))),
+        build=lambda m, k: FCNLocalizer(hidden=tuple(m.localizer.hidden))),
     "cnn": Part(
         fields=("input_downsample", "filters", "kernel_size", "hidden"),
         default_config=_cnn_localizer_fields, check=_check_cnn_localizer,
-        build=lambda m: CNNLocalizer(
+        build=lambda m, k: CNNLocalizer(
             filters=tuple(m.localizer.filters),
             kernel_size=int(m.localizer.kernel_size),
             hidden=int(m.localizer.hidden),
             input_downsample=int(m.localizer.input_downsample),
-            kernels=m.kernels)),
+            conv=k.conv, max_pool=k.max_pool)),
 }
 
 
@@ -499,7 +522,7 @@ def validate_model_config(model_cfg, *, canvas_size: int) -> None:
   classifier = CLASSIFIERS[spec.classifier]
   checks.check_keys("model.classifier", m.classifier, classifier.fields)
   classifier.check(m.classifier, "model.classifier")
-  checks.check_choice("model.kernels", m.kernels, fast_layers.CONV_IMPLS)
+  checks.check_choice("model.kernels", m.kernels, KERNELS)
   if not spec.has_transformer:
     if m.transform is not None:
       checks.fail("model.transform", m.transform,
@@ -531,22 +554,24 @@ def build_model(model_cfg, *, canvas_size: int) -> nn.Module:
   """The model `model_cfg.name` of `MODELS` for square `canvas_size` inputs.
 
   `model_cfg` is the `model` field of `configs/distorted_mnist.py`; it is
-  validated first (`validate_model_config`).
+  validated first (`validate_model_config`). Its `kernels` ("fast" / "xla")
+  chooses the modules' layers here, once (`KERNELS`).
   """
   validate_model_config(model_cfg, canvas_size=canvas_size)
   spec = MODELS[model_cfg.name]
-  classifier = CLASSIFIERS[spec.classifier].build(model_cfg)
+  kernels = KERNELS[model_cfg.kernels]
+  classifier = CLASSIFIERS[spec.classifier].build(model_cfg, kernels)
   if not spec.has_transformer:
     return classifier
   sampled, pool = st_sampling(model_cfg, canvas_size)
   return SpatialTransformerClassifier(
-      localizer=LOCALIZERS[spec.localizer].build(model_cfg),
+      localizer=LOCALIZERS[spec.localizer].build(model_cfg, kernels),
       classifier=classifier, transform=model_cfg.transform,
       output_size=sampled, output_pool=pool,
       transform_kwargs=transform_kwargs(model_cfg),
       align_corners=bool(model_cfg.align_corners),
       method=model_cfg.sampling_method, padding_mode=model_cfg.padding_mode,
-      kernels=model_cfg.kernels)
+      warp=kernels.warp)
 
 
 def init_params(model: nn.Module, key, *, canvas_size: int, channels: int = 1):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from stn_jax import _checks
+from stn_jax import grids
 
 METHODS = ("bilinear", "nearest", "bicubic")
 PADDING_MODES = ("zeros", "border", "reflection")
@@ -29,11 +30,11 @@ PADDING_MODES = ("zeros", "border", "reflection")
 _COORD_LIMIT = 2.0 ** 24
 
 
-def _unnormalize(coord, size: int, align_corners: bool):
-  """Normalised coordinate -> pixel index coordinate (pixel i's centre is i)."""
-  if align_corners:
-    return (coord + 1.0) / 2.0 * (size - 1)
-  return ((coord + 1.0) * size - 1.0) / 2.0
+def _pixel(coord, size: int, align_corners: bool):
+  """Normalised coordinate -> pixel coordinate (`grids.to_pixel`), clamped
+  to +-`_COORD_LIMIT`."""
+  return jnp.clip(grids.to_pixel(coord, size, align_corners=align_corners),
+                  -_COORD_LIMIT, _COORD_LIMIT)
 
 
 def _clip(coord, size: int):
@@ -161,7 +162,7 @@ def _pixel_coords(grid, sizes, padding_mode, align_corners, compute_dtype):
   coords = grid.reshape(-1, grid.shape[-1]).astype(compute_dtype)
   pix = []
   for axis, size in enumerate(sizes):
-    c = _unnormalize(coords[:, axis], size, align_corners)
+    c = grids.to_pixel(coords[:, axis], size, align_corners=align_corners)
     c = _apply_padding(c, size, padding_mode, align_corners)
     pix.append(jnp.clip(c, -_COORD_LIMIT, _COORD_LIMIT))
   return tuple(pix)
@@ -175,34 +176,23 @@ def _corner_terms(pix, sizes):
     sizes: spatial sizes in the same order.
 
   Yields:
-    Per corner `(linear, weight, per_axis, inside)`: int32 `[P]` row index in
-    the flattened image, clipped into range; the `[P]` interpolation weight,
-    zero for a corner outside the image; the list of per-axis `[P]` 1-D
-    weights (unmasked); bool `[P]`, the corner lies inside the image.
+    Per corner `(linear, weight)`: int32 `[P]` row index in the flattened
+    image, clipped into range; the `[P]` interpolation weight, zero for a
+    corner outside the image.
   """
   lows = [jnp.floor(c) for c in pix]
   fracs = [c - lo for c, lo in zip(pix, lows)]
   low_idx = [lo.astype(jnp.int32) for lo in lows]
   for corner in range(2 ** len(sizes)):
-    linear, inside, weight, per_axis, stride = 0, True, 1.0, [], 1
+    linear, inside, weight, stride = 0, True, 1.0, 1
     for axis, size in enumerate(sizes):
       up = (corner >> axis) & 1
       idx = low_idx[axis] + up
       inside = inside & (idx >= 0) & (idx < size)
       linear = linear + jnp.clip(idx, 0, size - 1) * stride
-      wa = fracs[axis] if up else 1.0 - fracs[axis]
-      per_axis.append(wa)
-      weight = weight * wa
+      weight = weight * (fracs[axis] if up else 1.0 - fracs[axis])
       stride *= size
-    yield linear, jnp.where(inside, weight, 0.0), per_axis, inside
-
-
-def _corners(pix, sizes):
-  """All corners of `_corner_terms` stacked: linear `[T, P]`, weights
-  `[T, P]`, per-corner lists of per-axis weights, valid `[T, P]`."""
-  linear, weights, axis_weights, valid = zip(*_corner_terms(pix, sizes))
-  return (jnp.stack(linear), jnp.stack(weights), list(axis_weights),
-          jnp.stack(valid))
+    yield linear, jnp.where(inside, weight, 0.0)
 
 
 def _weighted_sum(weights, values):
@@ -230,75 +220,18 @@ def _weighted_sum(weights, values):
 
 def _interp_gather(flat, pix, sizes):
   out = None
-  for linear, weight, _, _ in _corner_terms(pix, sizes):
+  for linear, weight in _corner_terms(pix, sizes):
     term = weight[:, None] * take_rows(flat, linear).astype(pix[0].dtype)
     out = term if out is None else out + term
   return out
 
 
-# --- Path "gather_vjp": the same forward with a hand-written VJP that does only
-# the needed work: one scatter-add of weight * cotangent for the image, and the
-# grid gradient from the corner values gathered in the forward pass (no second
-# gather, no autodiff through the weights). "auto" does not pick it, as XLA
-# already fuses the autodiff backward well and the custom rule keeps
-# [ndim, P, C] slopes alive; it stays as a checked alternative
-# (benchmarks/results/design_notes.md#sampler-gather_vjp).
-
-
-def _corner_slopes(axis_weights, valid, ndim):
-  """Per axis a, `[T, P]` d weight_t / d pix[a] = sign_a(t) prod_{b != a}
-  w_b(t): sign -1 for the low and +1 for the high corner along a, 0 for a
-  corner outside the image (torch skips those)."""
-  slopes = []
-  for axis in range(ndim):
-    coef = []
-    for corner, per_axis in enumerate(axis_weights):
-      w = 1.0
-      for b, wb in enumerate(per_axis):
-        if b != axis:
-          w = w * wb
-      sign = 1.0 if (corner >> axis) & 1 else -1.0
-      coef.append(jnp.where(valid[corner], sign * w, 0.0))
-    slopes.append(jnp.stack(coef))
-  return slopes
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _interp_gather_vjp(flat, pix, sizes):
-  return _interp_gather(flat, pix, sizes)
-
-
-def _interp_gather_vjp_fwd(flat, pix, sizes):
-  linear, weights, axis_weights, valid = _corners(pix, sizes)
-  values = flat.at[linear].get(mode="promise_in_bounds").astype(pix[0].dtype)
-  out = _weighted_sum(weights, values)
-  # d out / d pix[a] as a [P, C] array per axis, from the gathered values.
-  slopes = tuple(_weighted_sum(coef, values)
-                 for coef in _corner_slopes(axis_weights, valid, len(sizes)))
-  # Residuals must be arrays: an empty one carries the image shape and dtype.
-  carrier = jnp.zeros((0,) + flat.shape, flat.dtype)
-  return out, (linear, weights, slopes, carrier)
-
-
-def _interp_gather_vjp_bwd(sizes, res, g):
-  del sizes
-  linear, weights, slopes, carrier = res
-  channels = g.shape[-1]
-  updates = (weights[:, :, None] * g[None]).reshape(-1, channels)
-  d_flat = jnp.zeros(carrier.shape[1:], g.dtype).at[linear.reshape(-1)].add(
-      updates, mode="promise_in_bounds")
-  d_pix = tuple(jnp.sum(g * s, axis=-1) for s in slopes)
-  return d_flat.astype(carrier.dtype), d_pix
-
-
-_interp_gather_vjp.defvjp(_interp_gather_vjp_fwd, _interp_gather_vjp_bwd)
-
-
-# --- Gather-free paths for small images: the interpolation as dense linear
-# algebra, which XLA runs as matmuls (no gather, no scatter). Both build, per
+# --- Path "separable", for images of a handful of pixels: the interpolation
+# as dense linear algebra, which XLA runs as matmuls (no gather, no
+# scatter). It builds, per
 # axis, a `[P, size]` matrix of the 1-D weights (1 - f at floor, f at
 # floor + 1, zero elsewhere, so corners outside the image drop out exactly as
-# in the gather paths); autodiff of these matmuls gives the same gradients:
+# in the gather path); autodiff of these matmuls gives the same gradients:
 # the image gradient is the transposed matmul, and d weight / d f = -1 / +1 is
 # the kernel's sub-gradient (the one-sided derivative at integer positions).
 
@@ -311,17 +244,6 @@ def _axis_weight_matrix(coord, size, dtype):
   m = jnp.arange(size, dtype=jnp.int32)[None, :]
   return (jnp.where(m == low[:, None], 1.0 - frac[:, None], 0.0)
           + jnp.where(m == low[:, None] + 1, frac[:, None], 0.0)).astype(dtype)
-
-
-def _interp_dense(flat, pix, sizes):
-  """V = M @ U with M `[P, N]` the full interpolation matrix."""
-  compute_dtype = pix[0].dtype
-  mats = [_axis_weight_matrix(c, s, compute_dtype) for c, s in zip(pix, sizes)]
-  m = mats[0]  # x varies fastest in the flattened image
-  for mat in mats[1:]:
-    m = (mat[:, :, None] * m[:, None, :]).reshape(m.shape[0], -1)
-  return jnp.matmul(m, flat.astype(compute_dtype),
-                    precision=jax.lax.Precision.HIGHEST)
 
 
 def _interp_separable(flat, pix, sizes):
@@ -344,13 +266,11 @@ def _interp_separable(flat, pix, sizes):
 
 # Linear interpolation (bilinear / trilinear) of a flattened image [N, C] at
 # per-axis pixel coordinates (each [P], in the compute dtype; sizes in the same
-# (x, y[, z]) order) -> [P, C] in the compute dtype. Every entry gives the same
-# values and gradients.
+# (x, y[, z]) order) -> [P, C] in the compute dtype. Both give the same
+# values and gradients; `choose_linear_path` picks one.
 LINEAR_PATHS = {
     "gather": _interp_gather,
-    "gather_vjp": _interp_gather_vjp,
     "separable": _interp_separable,
-    "dense": _interp_dense,
 }
 PATHS = ("auto",) + tuple(LINEAR_PATHS)
 
@@ -363,8 +283,7 @@ def choose_linear_path(sizes, num_points: int, channels: int) -> str:
   values); `separable` touches every (point, pixel) pair, ~P * N * (C / 16 +
   1) (a matmul at ~16 flops per element-op, plus the weight matrices), times
   a margin of 4 set from benchmarks. So `separable` is picked only for images
-  of a handful of pixels; `dense` and `gather_vjp` (slower than the others on
-  every measured shape) are never picked
+  of a handful of pixels
   (benchmarks/results/design_notes.md#sampler-path-cost-model).
   """
   n = 1
@@ -416,10 +335,8 @@ def _bicubic(image, grid, *, padding_mode, align_corners, compute_dtype):
   height, width, channels = image.shape
   out_shape = grid.shape[:-1]
   coords = grid.reshape(-1, 2).astype(compute_dtype)
-  x = jnp.clip(_unnormalize(coords[:, 0], width, align_corners),
-               -_COORD_LIMIT, _COORD_LIMIT)
-  y = jnp.clip(_unnormalize(coords[:, 1], height, align_corners),
-               -_COORD_LIMIT, _COORD_LIMIT)
+  x = _pixel(coords[:, 0], width, align_corners)
+  y = _pixel(coords[:, 1], height, align_corners)
   x0, y0 = jnp.floor(x), jnp.floor(y)
   wx = _cubic_coefficients(x - x0)  # [4, P]
   wy = _cubic_coefficients(y - y0)
@@ -532,9 +449,8 @@ def sample(image, grid, *, method: str = "bilinear",
     path: how bilinear/trilinear sampling is computed; every path gives the
       same values and gradients (only speed differs). "auto" (default) picks
       by `choose_linear_path`; "gather" gathers the 2^ndim corners
-      (differentiated by JAX); "gather_vjp" the same with a hand-written VJP;
-      "separable" / "dense" use matmuls with per-axis weight matrices (for
-      tiny images). "nearest" and "bicubic" always gather.
+      (differentiated by JAX); "separable" uses matmuls with per-axis weight
+      matrices (for tiny images). "nearest" and "bicubic" always gather.
 
   Returns:
     `[h, w, C]` (or `[d, h, w, C]`) in `image`'s dtype. Interpolation runs in
@@ -560,3 +476,162 @@ def sample(image, grid, *, method: str = "bilinear",
                              align_corners=align_corners,
                              compute_dtype=compute_dtype, path=path)
   return out.astype(image.dtype)
+
+
+# --- The fast batched form: bilinear sampling with zeros padding of a whole
+# batch at per-axis coordinates `[B, P]` (what `stn_jax.fast_warp.warp`
+# fuses with the grid), in forms XLA's CPU backend runs well
+# (benchmarks/results/design_notes.md#fast_warp-fused-path): the image is
+# zero-padded by `_PAD` pixels and each corner index clipped into the
+# padding, so an outside corner reads an exact 0 and no masks exist; a table
+# holding each pixel's 2x2 block lets one gather of 4-value rows read all
+# four corners; the backward is hand-written (a custom VJP). Reverse-mode
+# only.
+
+# Zero padding around the image, in pixels. The corner index is clipped into
+# [-_PAD, size]: then both corners of an axis, floor(x) and floor(x) + 1, lie
+# in the padded image, and any corner outside the image reads a zero.
+_PAD = 2
+
+
+# ------------------------------------------------ bilinear interpolation
+
+
+def _corner_index(px, py, size):
+  """Flat index of each point's top-left corner in the padded batch, and
+  the fractions (fx, fy). px, py: `[B, P]` pixel coordinates."""
+  height, width = size
+  padded_w = width + 2 * _PAD
+  x0, y0 = jnp.floor(px), jnp.floor(py)
+  fx, fy = px - x0, py - y0
+  row = jnp.clip(y0.astype(jnp.int32), -_PAD, height) + _PAD
+  col = jnp.clip(x0.astype(jnp.int32), -_PAD, width) + _PAD
+  image_start = (jnp.arange(px.shape[0], dtype=jnp.int32) *
+                 ((height + 2 * _PAD) * padded_w))[:, None]
+  return image_start + row * padded_w + col, fx, fy
+
+
+def _corner_table(images):
+  """`[B * (H + 4) * (W + 4), 4, C]` for images `[B, H, W, C]`: row i holds
+  the 2x2 block whose top-left pixel is pixel i of the batch zero-padded by
+  2 pixels, as (y0 x0, y0 x1, y1 x0, y1 x1).
+
+  One gather of a 4-value row per point then reads all four corners, so the
+  index arithmetic runs once instead of per corner
+  (benchmarks/results/design_notes.md#fast_warp-corner-table).
+  """
+  channels = images.shape[-1]
+  rows, cols = images.shape[1] + 2 * _PAD, images.shape[2] + 2 * _PAD
+  # Padded and sliced channels-first: with one channel the rows are then
+  # contiguous (free to reorder for C = 1).
+  x = jnp.moveaxis(images, -1, 1)
+  # One more zero row and column at the end: every block is complete.
+  x = jnp.pad(x, ((0, 0), (0, 0), (_PAD, _PAD + 1), (_PAD, _PAD + 1)))
+  table = jnp.stack([x[..., :rows, :cols], x[..., :rows, 1:],
+                     x[..., 1:, :cols], x[..., 1:, 1:]], axis=-1)
+  return jnp.moveaxis(table, 1, -1).reshape(-1, 4, channels)
+
+
+def _axis_weights(fx, fy):
+  """The 1-D bilinear weights `(wx0, wx1, wy0, wy1)`, each `[B, P, 1]`."""
+  wx1, wy1 = fx[..., None], fy[..., None]
+  return 1.0 - wx1, wx1, 1.0 - wy1, wy1
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _sample_xy(images, x, y, align_corners):
+  """`[B, P, C]` bilinear, zeros-padded samples of `images` at normalised
+  coordinates x, y `[B, P]`.
+
+  Evaluated without differentiation (inference, evaluation) this is the
+  plain sampler, whose forward pass alone beats the corner-table gathers
+  below (benchmarks/results/design_notes.md#fast_warp-plain-forward). Under
+  `jax.grad` the forward pass gathers from the corner table and keeps the
+  slopes for the hand-written backward pass.
+  """
+  grid = jnp.stack([x, y], axis=-1)[:, :, None, :]  # [B, P, 1, 2]
+  out = jax.vmap(lambda im, g: sample(
+      im, g, align_corners=align_corners))(images, grid)
+  return out[:, :, 0, :]
+
+
+def _sample_xy_fwd(images, x, y, align_corners):
+  size = images.shape[1:3]
+  px = _pixel(x, size[1], align_corners)
+  py = _pixel(y, size[0], align_corners)
+  index, fx, fy = _corner_index(px, py, size)
+  corners = _corner_table(images).at[index].get(
+      mode="promise_in_bounds")  # [B, P, 4, C]
+  v00, v01, v10, v11 = (corners[:, :, i] for i in range(4))
+  wx0, wx1, wy0, wy1 = _axis_weights(fx, fy)
+  top = wx0 * v00 + wx1 * v01
+  bottom = wx0 * v10 + wx1 * v11
+  out = wy0 * top + wy1 * bottom
+  # d out / d px and d out / d py: the one-sided (right) derivative at
+  # integer coordinates, and outside corners contribute 0, as in torch.
+  slope_x = wy0 * (v01 - v00) + wy1 * (v11 - v10)
+  slope_y = bottom - top
+  # Residuals must be arrays: an empty one carries the images' shape.
+  carrier = jnp.zeros((0,) + images.shape, images.dtype)
+  return out, (slope_x, slope_y, index, fx, fy, x, y, carrier)
+
+
+def _sample_xy_bwd(align_corners, res, g):
+  slope_x, slope_y, index, fx, fy, x, y, carrier = res
+  shape = carrier.shape[1:]
+  size = shape[1:3]
+  d_px = jnp.sum(g * slope_x, axis=-1)
+  d_py = jnp.sum(g * slope_y, axis=-1)
+  d_x = jax.vjp(lambda c: _pixel(c, size[1], align_corners), x)[1](d_px)[0]
+  d_y = jax.vjp(lambda c: _pixel(c, size[0], align_corners), y)[1](d_py)[0]
+  wx0, wx1, wy0, wy1 = _axis_weights(fx, fy)
+  # One scatter-add of the four weighted rows into the table, then the
+  # table's construction transposed back to the image (XLA drops all of it
+  # when the images need no gradient, as at a model's input).
+  updates = jnp.stack([wy0 * wx0 * g, wy0 * wx1 * g, wy1 * wx0 * g,
+                       wy1 * wx1 * g], axis=2)
+  table_shape = jax.eval_shape(
+      _corner_table, jax.ShapeDtypeStruct(shape, carrier.dtype))
+  d_table = jnp.zeros(table_shape.shape, g.dtype).at[index].add(
+      updates, mode="promise_in_bounds")
+  d_images, = jax.linear_transpose(
+      _corner_table, jax.ShapeDtypeStruct(shape, g.dtype))(d_table)
+  return d_images.astype(carrier.dtype), d_x, d_y
+
+
+_sample_xy.defvjp(_sample_xy_fwd, _sample_xy_bwd)
+
+
+def bilinear_zeros(images, x, y, *, align_corners: bool):
+  """Bilinear samples of `images` at per-axis normalised coordinates.
+
+  The fast batched form of `sample` (`stn_jax.fast_warp.warp` runs it):
+  equals `sample(images[b], grid[b])` with
+  `grid[b, p] = (x[b, p], y[b, p])`, bilinear, zeros padding.
+
+  Args:
+    images: `[B, H, W, C]` floating images.
+    x, y: `[B, P]` normalised source coordinates (see `stn_jax.grids`).
+    align_corners: normalisation convention.
+
+  Returns:
+    `[B, P, C]` samples in `images`' dtype (computed in float32 or wider).
+  """
+  if images.ndim != 4:
+    raise ValueError("`images` must be a batch [B, H, W, C], got shape "
+                     f"{list(images.shape)}.")
+  batch = images.shape[0]
+  if x.shape != y.shape or x.ndim != 2 or x.shape[0] != batch:
+    raise ValueError(
+        f"`x` and `y` must both be [B, P] with B = {batch}, got shapes "
+        f"{list(x.shape)} and {list(y.shape)}.")
+  rows = batch * (images.shape[1] + 2 * _PAD) * (images.shape[2] + 2 * _PAD)
+  if rows >= 2 ** 31:  # The corner index is int32.
+    raise ValueError(
+        f"`images` {list(images.shape)}: the padded batch has {rows} pixels, "
+        "more than int32 indices reach; split the batch.")
+  compute_dtype = jnp.promote_types(
+      jnp.promote_types(images.dtype, x.dtype), jnp.float32)
+  out = _sample_xy(images.astype(compute_dtype), x.astype(compute_dtype),
+                   y.astype(compute_dtype), align_corners)
+  return out.astype(images.dtype)

@@ -64,11 +64,8 @@ def pixel_to_normalized(coords, shape, *, align_corners: bool = False):
   """
   sizes = _sizes_xyz(coords, shape)
   coords = grids._as_float(coords)
-  if align_corners:
-    denom = np.maximum(sizes - 1, 1)
-    out = 2.0 * coords / denom - 1.0
-    return jnp.where(sizes > 1, out, 0.0).astype(coords.dtype)
-  return ((2.0 * coords + 1.0) / sizes - 1.0).astype(coords.dtype)
+  return grids.to_normalized(coords, sizes,
+                             align_corners=align_corners).astype(coords.dtype)
 
 
 def normalized_to_pixel(coords, shape, *, align_corners: bool = False):
@@ -85,9 +82,8 @@ def normalized_to_pixel(coords, shape, *, align_corners: bool = False):
   """
   sizes = _sizes_xyz(coords, shape)
   coords = grids._as_float(coords)
-  if align_corners:
-    return ((coords + 1.0) / 2.0 * (sizes - 1)).astype(coords.dtype)
-  return (((coords + 1.0) * sizes - 1.0) / 2.0).astype(coords.dtype)
+  return grids.to_pixel(coords, sizes,
+                        align_corners=align_corners).astype(coords.dtype)
 
 
 # -------------------------------------------------------------------- algebra
@@ -264,12 +260,14 @@ def _projective_grid(params, shape, *, align_corners=False, **kw):
                                align_corners=align_corners)
 
 
-def _tps_num_params(*, num_points=16):
+def _tps_num_params(*, num_points=16, regularization=0.0):
+  del regularization  # Smooths the grid; the parameters stay the same.
   grids.tps_source_points(num_points)  # validates K
   return 2 * num_points
 
 
-def _tps_identity(*, num_points=16):
+def _tps_identity(*, num_points=16, regularization=0.0):
+  del regularization  # The identity interpolates exactly at any lambda.
   return jnp.asarray(grids.tps_source_points(num_points).ravel())
 
 

@@ -1,5 +1,7 @@
 """stn_jax.fast_layers against the plain XLA ops: values and gradients."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -259,3 +261,34 @@ def test_model_rejects_unknown_kernels():
   cfg.model.kernels = "cuda"
   with pytest.raises(ValueError, match="model.kernels"):
     models.build_model(cfg.model, canvas_size=28)
+
+
+def test_modules_use_the_layers_they_are_given():
+  calls = {"conv": 0, "pool": 0}
+
+  def conv_primitive(*args, **kwargs):
+    calls["conv"] += 1
+    return jax.lax.conv_general_dilated(*args, **kwargs)
+
+  def pool(x, window):
+    calls["pool"] += 1
+    return models.plain_max_pool(x, window)
+
+  cnn = models.CNN(filters=(4, 8), conv=functools.partial(
+      nn.Conv, conv_general_dilated=conv_primitive), max_pool=pool)
+  x = jnp.ones((2, 28, 28, 1))
+  params = cnn.init(jax.random.key(0), x)
+  calls.update(conv=0, pool=0)
+  got = cnn.apply(params, x)
+  assert calls == {"conv": 2, "pool": 2}
+  # The defaults are plain flax: the same parameters give the same logits.
+  np.testing.assert_allclose(
+      got, models.CNN(filters=(4, 8)).apply(params, x), rtol=1e-6)
+  # build_model hands every module the layers of `model.kernels`.
+  cfg = distorted_mnist.get_config("r,st_cnn,affine,smoke")
+  for name, k in models.KERNELS.items():
+    cfg.model.kernels = name
+    m = models.build_model(cfg.model, canvas_size=28)
+    assert (m.classifier.conv, m.classifier.max_pool) == (k.conv, k.max_pool)
+    assert (m.localizer.conv, m.localizer.max_pool) == (k.conv, k.max_pool)
+    assert m.warp is k.warp

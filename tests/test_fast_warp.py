@@ -17,6 +17,7 @@ import torch
 
 import stn_jax
 from stn_jax import fast_warp
+from stn_jax import sampler
 
 CASES = [("affine", {}), ("attention", {}), ("projective", {}),
          ("tps", {"num_points": 9})]
@@ -37,7 +38,8 @@ def _params(transform, kw, rng, scale):
 @functools.lru_cache(maxsize=None)
 def _value_and_grads(impl, transform, kw_items, align_corners, out_shape):
   """Jitted (images, params, cotangent) -> (out, d images, d params)."""
-  fn = functools.partial(fast_warp.WARP_IMPLS[impl], transform=transform,
+  warp = {"fast": fast_warp.warp, "xla": fast_warp.plain_warp}[impl]
+  fn = functools.partial(warp, transform=transform,
                          output_size=out_shape, align_corners=align_corners,
                          **dict(kw_items))
 
@@ -185,7 +187,7 @@ def test_kernel_with_several_channels_matches_the_sampler():
     return jax.vmap(lambda im, g: stn_jax.sample(im, g, align_corners=True))(
         images, grid)[:, :, 0]
 
-  fused = functools.partial(fast_warp.bilinear_zeros, align_corners=True)
+  fused = functools.partial(sampler.bilinear_zeros, align_corners=True)
   out, vjp = jax.vjp(fused, images, x, y)
   ref, ref_vjp = jax.vjp(plain, images, x, y)
   np.testing.assert_allclose(out, ref, atol=1e-6)
@@ -210,6 +212,6 @@ def test_batches_beyond_int32_indices_raise():
   images = jax.ShapeDtypeStruct((70_000, 180, 180, 1), jnp.float32)
   coords = jax.ShapeDtypeStruct((70_000, 4), jnp.float32)
   with pytest.raises(ValueError, match="int32"):
-    jax.eval_shape(functools.partial(fast_warp.bilinear_zeros,
+    jax.eval_shape(functools.partial(sampler.bilinear_zeros,
                                      align_corners=True), images, coords,
                    coords)
