@@ -21,7 +21,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from stn_jax import data  # pylint: disable=wrong-import-position
+from stn_jax import input_pipeline as data  # pylint: disable=wrong-import-position
 from stn_jax import distortions  # pylint: disable=wrong-import-position
 
 

@@ -20,7 +20,7 @@ import os
 import jax.numpy as jnp
 import numpy as np
 from configs import distorted_mnist
-from stn_jax import data as data_lib
+from stn_jax import input_pipeline as data_lib
 from stn_jax import distortions
 from stn_jax import train
 

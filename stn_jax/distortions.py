@@ -46,7 +46,7 @@ Distortions (`S` = `canvas_size`, sizes in pixels):
 
 Randomness: a batch call splits its key into one key per example, so
 `fn(key, images)[i]` depends on `key`, `i` and `images[i]` only;
-`make_test_set` uses the same per-example keys, so a test set does not
+`stn_jax.input_pipeline.make_test_set` uses the same per-example keys, so a test set does not
 depend on the chunk size used to make it. Training calls
 `fn(jax.random.fold_in(key, step), images)` to get fresh warps every step.
 
@@ -58,10 +58,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
-import os
-import tempfile
 from typing import Any, Callable, Mapping
 
 import jax
@@ -73,11 +69,6 @@ import stn_jax
 
 DIGIT_SIZE = 28
 _SAMPLE_KW = dict(method="bilinear", padding_mode="zeros", align_corners=False)
-# Bump when the generated images change for the same config and seed, so that
-# cached test sets made by older code are not reused.
-_CACHE_VERSION = 1
-_TEST_SET_CHUNK = 1000
-
 Params = Mapping[str, Any]  # validated Python numbers of one distortion
 
 
@@ -459,7 +450,8 @@ def _to_float(images) -> jnp.ndarray:
   return images.astype(jnp.float32)
 
 
-def _check_images(arg: str, images) -> None:
+def check_images(arg: str, images) -> None:
+  """Raises ValueError naming `arg` unless `images` is `[N>0, 28, 28]`."""
   shape = tuple(np.shape(images))
   if len(shape) != 3 or shape[1:] != (DIGIT_SIZE, DIGIT_SIZE) or not shape[0]:
     raise ValueError(
@@ -467,7 +459,7 @@ def _check_images(arg: str, images) -> None:
         f"{list(shape)}.")
 
 
-def _check_clutter(dist: Distortion, clutter_source) -> int | None:
+def check_clutter(dist: Distortion, clutter_source) -> int | None:
   """Returns the number of clutter source images (None when unused)."""
   if not dist.needs_clutter:
     return None
@@ -475,11 +467,12 @@ def _check_clutter(dist: Distortion, clutter_source) -> int | None:
     raise ValueError(
         f"distortion {dist.name!r} needs `clutter_source` ([N, 28, 28] images "
         "to cut clutter from, e.g. the training images), got None.")
-  _check_images("clutter_source", clutter_source)
+  check_images("clutter_source", clutter_source)
   return int(np.shape(clutter_source)[0])
 
 
-def _per_example_keys(key, batch: int):
+def per_example_keys(key, batch: int):
+  """`[batch]` keys, one per example (a batch's example i uses key i)."""
   return jax.random.split(key, batch)
 
 
@@ -494,6 +487,13 @@ def _render_batch(dist, p, images, params, clutter_source):
   out = jax.vmap(lambda im, pr: dist.render_one(im, pr, p, clutter_source))(
       images, params)
   return jnp.clip(out, 0.0, 1.0)  # bilinear of [0, 1] values; float rounding
+
+
+def distort_with_keys(dist, p, keys, images, num_sources, clutter_source):
+  """`[B, S, S, 1]`: `images` `[B, 28, 28]` distorted with per-example
+  `keys` `[B]` (`per_example_keys`), validated values `p`."""
+  params = _sample_with_keys(dist, p, keys, num_sources)
+  return _render_batch(dist, p, images, params, clutter_source)
 
 
 def sample_params(name: str, key, batch: int, cfg, *,
@@ -531,7 +531,7 @@ def sample_params(name: str, key, batch: int, cfg, *,
 def _sample_fn(name: str, frozen: tuple, batch: int, num_sources):
   dist, p = get_distortion(name), dict(frozen)
   return jax.jit(lambda key: _sample_with_keys(
-      dist, p, _per_example_keys(key, batch), num_sources))
+      dist, p, per_example_keys(key, batch), num_sources))
 
 
 def render(name: str, images, params: dict, cfg, *,
@@ -543,8 +543,8 @@ def render(name: str, images, params: dict, cfg, *,
   """
   dist = get_distortion(name)
   p = config_values(name, cfg)
-  _check_images("images", images)
-  _check_clutter(dist, clutter_source)
+  check_images("images", images)
+  check_clutter(dist, clutter_source)
   if not dist.needs_clutter:
     clutter_source = None
   return _render_fn(name, tuple(p.items()))(images, params, clutter_source)
@@ -562,13 +562,13 @@ def _distort_fn(name: str, frozen: tuple):
   dist, p = get_distortion(name), dict(frozen)
 
   def fn(key, images, clutter_source=None):
-    _check_images("images", images)
-    num_sources = _check_clutter(dist, clutter_source)
+    check_images("images", images)
+    num_sources = check_clutter(dist, clutter_source)
     if not dist.needs_clutter:
       clutter_source = None  # unused; keeps it out of the computation
-    keys = _per_example_keys(key, np.shape(images)[0])
-    params = _sample_with_keys(dist, p, keys, num_sources)
-    return _render_batch(dist, p, images, params, clutter_source)
+    keys = per_example_keys(key, np.shape(images)[0])
+    return distort_with_keys(dist, p, keys, images, num_sources,
+                             clutter_source)
 
   return jax.jit(fn)
 
@@ -603,111 +603,10 @@ def distort(name: str, key, images, *, cfg, clutter_source=None):
   return make_distort_fn(name, cfg)(key, images, clutter_source)
 
 
-# ------------------------------------------------------------------ test sets
-
-
-def _digest(array) -> str:
-  array = np.ascontiguousarray(array)
-  h = hashlib.sha256(f"{array.dtype}{array.shape}".encode())
-  h.update(array.tobytes())
-  return h.hexdigest()
-
-
-def make_test_set(name: str, cfg, images, labels, *, seed: int,
-                  cache_dir: str | None = None, clutter_source=None):
-  """The fixed distorted test set of one distortion (same for every model).
-
-  Example i is `make_distort_fn(name, cfg)(jax.random.key(seed), images)[i]`,
-  computed in chunks of 1000 to bound memory; the result does not depend on
-  the chunking.
-
-  Args:
-    name: distortion name.
-    cfg: the distortion's config.
-    images: `[N, 28, 28]` uint8 or float in [0, 1] (e.g. the MNIST test set).
-    labels: `[N]` integer labels.
-    seed: Python int seed of the test set.
-    cache_dir: if given, the set is cached there as `.npz`, keyed by the name,
-      the config values, the seed and hashes of the images, labels and
-      clutter source, and reused when present.
-    clutter_source: `[M, 28, 28]` images to cut clutter from ("tc"). Default
-      for "tc": `images` themselves, so test clutter comes from test digits.
-
-  Returns:
-    `(x, y)`: numpy float32 `[N, S, S, 1]` in [0, 1] and int32 `[N]`.
-  """
-  dist = get_distortion(name)
-  p = config_values(name, cfg)
-  _check_images("images", images)
-  labels = np.asarray(labels)
-  n = np.shape(images)[0]
-  if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(
-        f"`labels` must be integer with shape [{n}], got {labels.dtype} "
-        f"{list(labels.shape)}.")
-  if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-    raise ValueError(f"`seed` must be a Python int, got {seed!r}.")
-  if dist.needs_clutter and clutter_source is None:
-    clutter_source = images
-  if not dist.needs_clutter:
-    clutter_source = None
-  _check_clutter(dist, clutter_source)
-  labels = labels.astype(np.int32)
-
-  path = None
-  if cache_dir is not None:
-    meta = {
-        "name": name, "values": p, "seed": int(seed),
-        "version": _CACHE_VERSION,
-        "prng": str(jax.config.jax_default_prng_impl),
-        "images": _digest(np.asarray(images)),
-        "labels": _digest(labels),
-        "clutter": (None if clutter_source is None
-                    else _digest(np.asarray(clutter_source))),
-    }
-    key_hash = hashlib.sha256(
-        json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
-    path = os.path.join(cache_dir, f"{name}_seed{int(seed)}_{key_hash}.npz")
-    if os.path.exists(path):
-      with np.load(path) as cached:
-        return cached["x"], cached["y"]
-
-  x = _distort_all(dist, tuple(p.items()), images, int(seed), clutter_source)
-  if path is not None:
-    os.makedirs(cache_dir, exist_ok=True)
-    # Written to a temporary file and renamed, so a crash leaves no half file.
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npz.tmp")
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, x=x, y=labels)
-    os.replace(tmp, path)
-  return x, labels
-
-
-@functools.lru_cache(maxsize=32)
-def _chunk_fn(name: str, frozen: tuple):
-  dist, p = get_distortion(name), dict(frozen)
-
-  def fn(keys, images, clutter_source):
-    num_sources = None if clutter_source is None else clutter_source.shape[0]
-    params = _sample_with_keys(dist, p, keys, num_sources)
-    return _render_batch(dist, p, images, params, clutter_source)
-
-  return jax.jit(fn)
-
-
-def _distort_all(dist, frozen, images, seed, clutter_source) -> np.ndarray:
-  images = np.asarray(images)
-  n = images.shape[0]
-  keys = _per_example_keys(jax.random.key(seed), n)
-  if clutter_source is not None:
-    clutter_source = jax.device_put(np.asarray(clutter_source))
-  fn = _chunk_fn(dist.name, frozen)
-  chunk = min(_TEST_SET_CHUNK, n)
-  chunks = []
-  for start in range(0, n, chunk):
-    stop = min(start + chunk, n)
-    idx = np.arange(start, start + chunk).clip(max=n - 1)
-    # Full-size chunks (the last padded with repeats) compile only once.
-    out = fn(keys[idx], images[idx], clutter_source)
-    chunks.append(np.asarray(out)[: stop - start])
-  return np.concatenate(chunks, axis=0)
+def __getattr__(name):
+  """`distortions.make_test_set`: now `stn_jax.input_pipeline.make_test_set`
+  (imported on use: the input pipeline imports this module)."""
+  if name == "make_test_set":
+    from stn_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    return input_pipeline.make_test_set
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -269,7 +269,7 @@ def main(argv):
     usage_error(_one_line(e))
   with _HeldStderr() as held:  # TensorFlow's start-up notes.
     from stn_jax import train  # pylint: disable=g-import-not-at-top
-  try:
+  try:  # Here, once: a bad value is one line before any work.
     train.validate_config(config)
   except ValueError as e:
     usage_error(str(e))
@@ -279,9 +279,9 @@ def main(argv):
   logging.info("JAX devices: %s", jax.devices())
   try:
     if workdirs is not None:
-      train.train_and_evaluate_seeds(config, workdirs)
+      train.train_and_evaluate_seeds(config, workdirs, validated=True)
     else:
-      train.train_and_evaluate(config, FLAGS.workdir)
+      train.train_and_evaluate(config, FLAGS.workdir, validated=True)
   except train.FinishedRunConfigError as e:
     usage_error(str(e))
   except train.NonFiniteLossError as e:

@@ -11,6 +11,12 @@ Bilinear is the paper's kernel max(0, 1 - |x - m|) with its sub-gradient: at an
 integer x the gradient w.r.t. x is the one-sided (right) derivative
 U[x + 1] - U[x], which is non-zero in general, so a transformer initialised at
 the identity (all sample points on pixel centres) still learns.
+
+`bilinear_zeros(images, x, y, align_corners=...)` is the same sampling in its
+fast batched form (a batch `[B, H, W, C]` at per-axis coordinates `[B, P]`,
+bilinear with zeros padding, reverse-mode differentiable), which
+`stn_jax.fast_warp.warp` runs for the models' transformers. Pixel coordinates
+come from the one formula, `stn_jax.grids.to_pixel`.
 """
 
 

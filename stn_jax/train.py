@@ -4,7 +4,7 @@
 `configs/distorted_mnist.py` and returns its results dict (also written to
 `workdir/results.json`). What it does:
 
-* Data: MNIST (`stn_jax.data.load_mnist`) stays on the device; each step
+* Data (`stn_jax.input_pipeline`): MNIST stays on the device; each step
   draws `batch_size` training indices uniformly WITH replacement from
   `fold_in(data_key, step)` and distorts them with `fold_in(distort_key,
   step)` (`stn_jax.distortions.make_distort_fn`). The batch is therefore a
@@ -58,8 +58,8 @@ import optax
 
 from stn_jax import checkpoints
 from stn_jax import config_checks as checks
-from stn_jax import data as data_lib
 from stn_jax import distortions
+from stn_jax import input_pipeline
 from stn_jax import models
 from stn_jax import plotting
 from stn_jax import writers as writers_lib
@@ -245,32 +245,12 @@ def eval_step(state: TrainState, images, labels, weights):
           jnp.sum(weights))
 
 
-def make_batch_fn(config, distort_fn, *, data_key, distort_key) -> Callable:
-  """`fn(step, train_images, train_labels) -> (images, labels)` (traceable).
-
-  Indices are drawn uniformly with replacement from `fold_in(data_key,
-  step)`; the warps from `fold_in(distort_key, step)`. `train_images` (uint8
-  `[N, 28, 28]`) are also the clutter source of "tc".
-  """
-  batch_size = int(config.train.batch_size)
-
-  def fn(step, train_images, train_labels):
-    n = train_images.shape[0]
-    idx = jax.random.randint(jax.random.fold_in(data_key, step),
-                             (batch_size,), 0, n)
-    images = distort_fn(jax.random.fold_in(distort_key, step),
-                        train_images[idx], train_images)
-    return images, train_labels[idx]
-
-  return fn
-
-
 def make_step_functions(config, schedule, mesh: Mesh, *, data_key,
                         distort_key) -> tuple:
   """The jitted `(batch_fn, step_fn, eval_fn)` of a run on `mesh`.
 
   * `batch_fn(step, train_images, train_labels) -> (images, labels)`, both
-    sharded along the mesh's "data" axis (`make_batch_fn`).
+    sharded along the mesh's "data" axis (`input_pipeline.make_batch_fn`).
   * `step_fn(state, batch) -> (state, metrics)`: `train_step` with the state
     replicated and the batch sharded; the state argument is donated;
     compiled with the XLA options set `config.train.xla_options`
@@ -292,12 +272,13 @@ def make_step_functions(config, schedule, mesh: Mesh, *, data_key,
   step = functools.partial(train_step, schedule=schedule,
                            micro_batch_size=config.train.micro_batch_size)
   if not stacked:
-    batch = make_batch_fn(config, distort_fn, data_key=data_key,
-                          distort_key=distort_key)
+    batch = input_pipeline.make_batch_fn(config, distort_fn,
+                                         data_key=data_key,
+                                         distort_key=distort_key)
     evaluate_fn = eval_step
   else:
     def batch(i, train_images, train_labels):
-      one = lambda dk, tk: make_batch_fn(
+      one = lambda dk, tk: input_pipeline.make_batch_fn(
           config, distort_fn, data_key=dk, distort_key=tk)(
               i, train_images, train_labels)
       return jax.vmap(one)(data_key, distort_key)
@@ -341,30 +322,6 @@ def evaluate(eval_fn, state, x, y, *, batch_size: int, sharding) -> dict:
 
 
 # ------------------------------------------------------------ the run
-
-
-class Data(NamedTuple):
-  """A run's data: the training digits on the devices, the fixed test set."""
-  train_images: jax.Array  # [N, 28, 28] uint8, replicated
-  train_labels: jax.Array  # [N] int32, replicated
-  x_test: np.ndarray  # [M, S, S, 1] float32 distorted test images
-  y_test: np.ndarray  # [M] int32
-
-
-def load_data(config, sharding) -> Data:
-  """MNIST (TFDS) and the config's fixed distorted test set.
-
-  `data.num_test_examples` keeps the first N test digits (smoke runs).
-  """
-  mnist = data_lib.load_mnist(manual_dir=config.data.manual_dir,
-                              data_dir=config.data.data_dir)
-  n_test = config.data.num_test_examples or len(mnist.test_images)
-  x_test, y_test = distortions.make_test_set(
-      config.distortion_name, config.distortion, mnist.test_images[:n_test],
-      mnist.test_labels[:n_test], seed=int(config.data.test_seed),
-      cache_dir=config.data.test_cache_dir)
-  return Data(jax.device_put(mnist.train_images, sharding),
-              jax.device_put(mnist.train_labels, sharding), x_test, y_test)
 
 
 def itstime(step: int, every: int, total: int) -> bool:
@@ -619,13 +576,15 @@ def _device_description() -> str:
   return f"{len(devices)}x {devices[0].platform}:{devices[0].device_kind}"
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       validated: bool = False) -> dict:
   """Trains and evaluates one model; returns (and writes) the results dict.
 
   Args:
     config: a config of `configs/distorted_mnist.py` (validated here).
     workdir: output folder; an existing one with checkpoints is resumed.
+    validated: the caller has run `validate_config(config)` already (as
+      `stn_jax.main` does), so it is not run again.
 
   Returns:
     The dict written to `workdir/results.json`: distortion, model, transform,
@@ -639,11 +598,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     ValueError: invalid config, data or device count.
     NonFiniteLossError: the loss or gradient became NaN/inf.
   """
-  return train_and_evaluate_seeds(config, {int(config.seed): workdir})[0]
+  return train_and_evaluate_seeds(config, {int(config.seed): workdir},
+                                  validated=validated)[0]
 
 
 def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
-                             workdirs: Mapping[int, str]) -> list[dict]:
+                             workdirs: Mapping[int, str], *,
+                             validated: bool = False) -> list[dict]:
   """Trains S >= 1 seeds of one config together, in one (vmapped) step.
 
   Each seed is a complete run of `train_and_evaluate` with `config.seed`
@@ -661,6 +622,7 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
   Args:
     config: a config of `configs/distorted_mnist.py`; its `seed` is ignored.
     workdirs: seed -> output folder (distinct folders).
+    validated: the caller has run `validate_config(config)` already.
 
   Returns:
     One results dict per seed, in increasing seed order (see
@@ -673,7 +635,8 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
       config.
     NonFiniteLossError: the loss or gradient of a seed became NaN/inf.
   """
-  validate_config(config)
+  if not validated:
+    validate_config(config)
   start_time = time.time()
   axis, dirs = _check_workdirs(workdirs)
   finished = finished_results(config, dirs)
@@ -682,12 +645,45 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
       print(f"already finished: test error {r['test_error']:.2f}% ({d})",
             flush=True)
     return finished
+  run = _start_run(config, axis, dirs)
+  state, evaluation, timing = _train_loop(config, run)
+  final_step = int(np.asarray(state.step).reshape(-1)[0])
+  if evaluation is None:  # Resumed at the end already: evaluate the final state.
+    evaluation = run.evaluate(state, final_step)
+    for w, r in zip(run.writers, evaluation):
+      w.write_scalars(final_step, r)
+  for w in run.writers:
+    w.flush()
+  _save_transforms_pngs(config, run, state)
+  return _write_results(config, run, evaluation, final_step=final_step,
+                        start_time=start_time, timing=timing)
+
+
+class _Run(NamedTuple):
+  """What a run's loop, evaluation and records share (`_start_run`)."""
+  axis: SeedAxis
+  dirs: list
+  mesh: Mesh
+  data: input_pipeline.Data
+  model: object
+  managers: list
+  state: TrainState  # Restored or new: the state the loop starts from.
+  start_step: int
+  num_params: int
+  batch_fn: Callable
+  step_fn: Callable
+  evaluate: Callable  # (state, step) -> per-seed test scalars, written out.
+  writers: list
+  is_main: bool
+
+
+def _start_run(config, axis: SeedAxis, dirs) -> _Run:
+  """Devices, data, model, restored-or-new state, step functions, writers."""
   t = config.train
   mesh = make_mesh()
-  num_devices = int(mesh.devices.size)
-  _check_devices(t, num_devices)
+  _check_devices(t, int(mesh.devices.size))
   replicated = NamedSharding(mesh, P())
-  data = load_data(config, replicated)
+  data = input_pipeline.load_data(config, replicated)
   canvas = int(config.distortion.canvas_size)
 
   # Keys: everything derives from the seed, nothing random is checkpointed.
@@ -718,7 +714,16 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
     for s, w in zip(axis.seeds, writers):
       w.write_hparams({"config": cfg_json[:1000], "num_params": num_params,
                        "seed": s})
-  progress = _Progress(t.num_steps)
+  evaluate_fn = _make_run_eval(config, model, eval_fn, data, mesh, axis,
+                               writers, is_main=is_main)
+  return _Run(axis, dirs, mesh, data, model, managers, state, start_step,
+              num_params, batch_fn, step_fn, evaluate_fn, writers, is_main)
+
+
+def _make_run_eval(config, model, eval_fn, data, mesh, axis: SeedAxis,
+                   writers, *, is_main: bool) -> Callable:
+  """`(state, step) -> [per-seed {test_loss, test_error}]`: evaluates on the
+  test set, logs, and (ST models) writes the transformer's outputs."""
   # Test inputs shown beside the transformer's outputs, in TensorBoard.
   shown = (data.x_test[:config.num_transform_examples]
            if config.model.name in models.ST_MODELS and is_main else None)
@@ -726,9 +731,9 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
       {"params": params}, x, method=model.transform_input)[0])
                   if shown is not None and len(shown) else None)
 
-  def run_eval(step):
+  def run_eval(state, step):
     result = evaluate(eval_fn, state, data.x_test, data.y_test,
-                      batch_size=int(t.eval_batch_size),
+                      batch_size=int(config.train.eval_batch_size),
                       sharding=NamedSharding(mesh, P(DATA_AXIS)))
     per = [{k: axis.value(v, i) for k, v in result.items()}
            for i in range(axis.size)]
@@ -742,25 +747,42 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
             shown, np.asarray(out))})
     return per
 
-  train_time = 0.0  # Seconds in training steps (excluding the first, compile).
+  return run_eval
+
+
+class _Timing(NamedTuple):
+  """Seconds in training steps after the first (compile) and their count."""
+  train_time: float
+  trained_steps: int
+
+
+def _train_loop(config, run: _Run) -> tuple:
+  """Steps `run.start_step` .. `train.num_steps`: logs, checkpoints and
+  evaluates on schedule; returns `(state, last evaluation or None,
+  _Timing)`."""
+  t = config.train
+  axis, state = run.axis, run.state
+  progress = _Progress(t.num_steps)
+  train_time = 0.0
   trained_steps = 0
   interval = _Interval()
   evaluation = None
-  for step in range(start_step, t.num_steps):
+  for step in range(run.start_step, t.num_steps):
     step_start = time.time()
-    batch = batch_fn(jnp.asarray(step, jnp.int32), data.train_images,
-                     data.train_labels)
-    state, metrics = step_fn(state, batch)
+    batch = run.batch_fn(jnp.asarray(step, jnp.int32),
+                         run.data.train_images, run.data.train_labels)
+    state, metrics = run.step_fn(state, batch)
     metrics = jax.device_get(metrics)  # Also waits: the NaN check each step.
     done = step + 1
-    _stop_on_non_finite(metrics, done, axis, managers, writers, dirs)
+    _stop_on_non_finite(metrics, done, axis, run.managers, run.writers,
+                        run.dirs)
     elapsed = time.time() - step_start
-    if step > start_step:
+    if step > run.start_step:
       train_time += elapsed
       trained_steps += 1
     interval.add(metrics, elapsed)
     # One metrics row per seed and logged step: training and test scalars.
-    rows = [{} for _ in dirs]
+    rows = [{} for _ in run.dirs]
     log = itstime(done, t.log_every, t.num_steps)
     line = progress(done, log)
     if line:
@@ -770,46 +792,48 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
         row.update(interval.scalars(axis, i, metrics, t.batch_size))
       interval = _Interval()
     if itstime(done, t.checkpoint_every, t.num_steps):
-      for i, m in enumerate(managers):
+      for i, m in enumerate(run.managers):
         checkpoints.save(m, done, axis.take(state, i))
     if itstime(done, t.eval_every, t.num_steps):
-      evaluation = run_eval(done)
+      evaluation = run.evaluate(state, done)
       for row, r in zip(rows, evaluation):
         row.update(r)
-    for w, row in zip(writers, rows):
+    for w, row in zip(run.writers, rows):
       if row:
         w.write_scalars(done, row)
-  for m in managers:
+  for m in run.managers:
     m.wait_until_finished()
-  final_step = int(np.asarray(state.step).reshape(-1)[0])
-  if evaluation is None:  # Resumed at the end already: evaluate the final state.
-    evaluation = run_eval(final_step)
-    for w, r in zip(writers, evaluation):
-      w.write_scalars(final_step, r)
-  for w in writers:
-    w.flush()
+  return state, evaluation, _Timing(train_time, trained_steps)
 
+
+def _save_transforms_pngs(config, run: _Run, state) -> None:
+  """Each seed's `transforms.png` (ST models, main process)."""
   if (config.model.name in models.ST_MODELS and config.num_transform_examples
-      and is_main):
-    for i, d in enumerate(dirs):
+      and run.is_main):
+    for i, d in enumerate(run.dirs):
       plotting.save_transforms_png(
-          os.path.join(d, "transforms.png"), model,
-          axis.take(state, i).params,
-          data.x_test[:config.num_transform_examples],
+          os.path.join(d, "transforms.png"), run.model,
+          run.axis.take(state, i).params,
+          run.data.x_test[:config.num_transform_examples],
           align_corners=config.model.align_corners)
 
+
+def _write_results(config, run: _Run, evaluation, *, final_step: int,
+                   start_time: float, timing: _Timing) -> list[dict]:
+  """Each seed's results dict, written to its `results.json` and printed."""
   all_results = []
-  for i, d in enumerate(dirs):
+  for i, d in enumerate(run.dirs):
     results = _results(
-        config, axis=axis, i=i, workdir=d, evaluation=evaluation[i],
-        num_params=num_params, final_step=final_step,
-        num_test=int(len(data.x_test)), start_time=start_time,
-        train_time=train_time, trained_steps=trained_steps,
-        start_step=int(start_step), num_devices=num_devices)
-    if is_main:
+        config, axis=run.axis, i=i, workdir=d, evaluation=evaluation[i],
+        num_params=run.num_params, final_step=final_step,
+        num_test=int(len(run.data.x_test)), start_time=start_time,
+        train_time=timing.train_time, trained_steps=timing.trained_steps,
+        start_step=int(run.start_step),
+        num_devices=int(run.mesh.devices.size))
+    if run.is_main:
       with open(os.path.join(d, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
-    which = f" (seed {results['seed']})" if axis.stacked else ""
+    which = f" (seed {results['seed']})" if run.axis.stacked else ""
     print(f"Done{which}: test error {results['test_error']:.2f}% after "
           f"{results['steps']} steps ({results['wall_time_s']:.0f} s)",
           flush=True)
@@ -817,11 +841,34 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
   return all_results
 
 
+# Config keys added after some runs were recorded, with the value that keeps
+# the behaviour those runs had (`with_added_keys`).
+ADDED_KEYS = {
+    "model.st_downsample_by": "grid",
+    "model.tps_regularization": 0.0,
+    "train.localizer_lr_multiplier": 1.0,
+}
+
+
+def with_added_keys(recorded: Mapping) -> dict:
+  """A results.json `config` with every missing `ADDED_KEYS` key set to its
+  old-behaviour value (a new dict; keys present are kept as recorded)."""
+  config = json.loads(json.dumps(recorded))
+  for key, value in ADDED_KEYS.items():
+    *parents, last = key.split(".")
+    node = config
+    for name in parents:
+      node = node.setdefault(name, {})
+    node.setdefault(last, value)
+  return config
+
+
 def load_trained(workdir: str) -> tuple:
   """A finished run, ready for inference: `(config, model, params)`.
 
   The config comes from `workdir/results.json` (written when the run
-  finished), the parameters from its latest checkpoint
+  finished; keys added since are read with their old-behaviour values,
+  `ADDED_KEYS`), the parameters from its latest checkpoint
   (`stn_jax.checkpoints.restore_latest`). `model.apply({"params": params},
   images)` gives logits for `[B, S, S, 1]` float images in [0, 1] (S =
   `config.distortion.canvas_size`); for an ST model,
@@ -842,7 +889,7 @@ def load_trained(workdir: str) -> tuple:
     raise ValueError(f"{os.path.join(workdir, 'results.json')} records no "
                      f"config (written by older code): cannot rebuild the "
                      f"model.")
-  config = ml_collections.ConfigDict(record["config"])
+  config = ml_collections.ConfigDict(with_added_keys(record["config"]))
   model, params, _ = restore_latest_params(config, workdir)
   return config, model, params
 

@@ -7,25 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from stn_jax import data
+from stn_jax import input_pipeline as data
+from tests import _reference as ref
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
 REAL_DIR = os.environ.get(data.MNIST_ENV_VAR)
-
-
-def _write_mock_metadata(data_dir, train=7, test=5):
-  """Writes `mnist/3.0.1` metadata with known split sizes into `data_dir`.
-
-  `tfds.testing.mock_data` reads the split sizes from it: without them,
-  `batch_size=-1` asks TF for a batch of sys.maxsize examples and aborts.
-  """
-  builder = tfds.builder("mnist", data_dir=str(data_dir))
-  builder.info.set_splits(tfds.core.SplitDict([
-      tfds.core.SplitInfo(name=name, shard_lengths=[n], num_bytes=0)
-      for name, n in (("train", train), ("test", test))]))
-  os.makedirs(builder.data_dir, exist_ok=True)
-  builder.info.write_to_directory(builder.data_dir)
 
 
 def _fake_manual_dir(path, content=b"not mnist"):
@@ -45,7 +32,7 @@ def test_default_manual_dir_reads_the_environment(monkeypatch):
 
 
 def test_loads_mocked_mnist(tmp_path):
-  _write_mock_metadata(tmp_path)
+  ref.write_mock_mnist_metadata(tmp_path, train=7, test=5)
   with tfds.testing.mock_data(num_examples=7, data_dir=str(tmp_path)):
     mnist = data.load_mnist(manual_dir=None, data_dir=str(tmp_path))
     # A manual folder holding the four files passes the check (the mocked
@@ -88,6 +75,7 @@ def test_corrupt_manual_dir_is_a_clear_error(tmp_path):
   assert not (tmp_path / "tfds" / "mnist" / "3.0.1").exists()
 
 
+@pytest.mark.mnist
 @pytest.mark.skipif(not REAL_DIR, reason=f"{data.MNIST_ENV_VAR} is not set")
 def test_loads_real_mnist():
   # TFDS's default data_dir: prepared once (~20 s), then reused.
@@ -146,7 +134,7 @@ def test_a_found_folder_is_checked_used_and_logged(monkeypatch, tmp_path,
   monkeypatch.setenv(data.MNIST_ENV_VAR, manual)
   monkeypatch.setattr(data, "download_host_reachable",
                       lambda *a, **k: pytest.fail("network checked"))
-  _write_mock_metadata(tmp_path / "tfds")
+  ref.write_mock_mnist_metadata(tmp_path / "tfds", train=7, test=5)
   with caplog.at_level("INFO"), tfds.testing.mock_data(
       num_examples=7, data_dir=str(tmp_path / "tfds")):
     mnist = data.load_mnist(manual_dir=None, data_dir=str(tmp_path / "tfds"))
@@ -223,7 +211,7 @@ def test_prepared_data_needs_no_folder_and_no_network(no_folder, monkeypatch,
   del no_folder
   monkeypatch.setattr(data, "download_host_reachable",
                       lambda *a, **k: pytest.fail("network checked"))
-  _write_mock_metadata(tmp_path)
+  ref.write_mock_mnist_metadata(tmp_path, train=7, test=5)
   with tfds.testing.mock_data(num_examples=7, data_dir=str(tmp_path)):
     mnist = data.load_mnist(manual_dir=None, data_dir=str(tmp_path))
   assert mnist.test_images.shape == (7, 28, 28)

@@ -10,6 +10,7 @@ from scipy import stats
 
 import stn_jax
 from stn_jax import distortions as D
+from stn_jax import input_pipeline as P
 
 NAMES = ("r", "rts", "p", "e", "tc")
 SIZES = {"r": 28, "rts": 42, "p": 28, "e": 28, "tc": 60}
@@ -354,7 +355,7 @@ def test_tc_digit_fully_on_canvas_and_clutter_present():
 def test_tc_test_set_cuts_clutter_from_its_own_images():
   cfg = D.default_distortion_config("tc")
   images, labels = _digits(4, seed=3), np.arange(4)
-  x, y = D.make_test_set("tc", cfg, images, labels, seed=11)
+  x, y = P.make_test_set("tc", cfg, images, labels, seed=11)
   assert x.shape == (4, 60, 60, 1) and x.dtype == np.float32
   assert y.dtype == np.int32 and np.array_equal(y, labels)
   direct = D.make_distort_fn("tc", cfg)(jax.random.key(11), images, images)
@@ -365,34 +366,34 @@ def test_make_test_set_fixed_chunk_independent_and_cached(tmp_path,
                                                           monkeypatch):
   cfg = D.default_distortion_config("r")
   images, labels = _digits(5, seed=3), np.arange(5) % 10
-  x, y = D.make_test_set("r", cfg, images, labels, seed=11)
+  x, y = P.make_test_set("r", cfg, images, labels, seed=11)
   assert x.shape == (5, 28, 28, 1) and x.dtype == np.float32
   assert y.dtype == np.int32 and np.array_equal(y, labels)
   # Example i is the batched function's example i on key(seed).
   direct = D.make_distort_fn("r", cfg)(jax.random.key(11), images)
   np.testing.assert_allclose(x, direct, atol=1e-5)
-  monkeypatch.setattr(D, "_TEST_SET_CHUNK", 2)
-  x2, _ = D.make_test_set("r", cfg, images, labels, seed=11)
+  monkeypatch.setattr(P, "_TEST_SET_CHUNK", 2)
+  x2, _ = P.make_test_set("r", cfg, images, labels, seed=11)
   np.testing.assert_allclose(x2, x, atol=1e-5)
-  other, _ = D.make_test_set("r", cfg, images, labels, seed=12)
+  other, _ = P.make_test_set("r", cfg, images, labels, seed=12)
   assert np.abs(other - x).max() > 0.1
   # Cache: written once, then read back without recomputing.
-  xc, _ = D.make_test_set("r", cfg, images, labels, seed=11,
+  xc, _ = P.make_test_set("r", cfg, images, labels, seed=11,
                           cache_dir=str(tmp_path))
   assert len(list(tmp_path.glob("r_seed11_*.npz"))) == 1
   np.testing.assert_allclose(xc, x, atol=1e-5)
-  monkeypatch.setattr(D, "_distort_all",
+  monkeypatch.setattr(P, "_distort_all",
                       lambda *a, **k: pytest.fail("cache not used"))
-  xr, yr = D.make_test_set("r", cfg, images, labels, seed=11,
+  xr, yr = P.make_test_set("r", cfg, images, labels, seed=11,
                            cache_dir=str(tmp_path))
   np.testing.assert_array_equal(xr, xc)
   np.testing.assert_array_equal(yr, labels)
   # A different config, or other images, is a different cache entry.
   with pytest.raises(pytest.fail.Exception, match="cache not used"):
-    D.make_test_set("r", _cfg("r", max_rotation_deg=45.0), images, labels,
+    P.make_test_set("r", _cfg("r", max_rotation_deg=45.0), images, labels,
                     seed=11, cache_dir=str(tmp_path))
   with pytest.raises(pytest.fail.Exception, match="cache not used"):
-    D.make_test_set("r", cfg, images[::-1], labels, seed=11,
+    P.make_test_set("r", cfg, images[::-1], labels, seed=11,
                     cache_dir=str(tmp_path))
 
 
@@ -435,5 +436,5 @@ def test_bad_images_raise():
   with pytest.raises(ValueError, match="clutter_source"):
     tc(jax.random.key(0), np.zeros((2, 28, 28), np.uint8))
   with pytest.raises(ValueError, match="labels"):
-    D.make_test_set("r", D.default_distortion_config("r"),
+    P.make_test_set("r", D.default_distortion_config("r"),
                     np.zeros((3, 28, 28), np.uint8), np.zeros(4), seed=0)
