@@ -1,4 +1,5 @@
-"""Independent references for the sampler/grid tests (torch, numpy float64).
+"""Independent references for the tests (torch, numpy float64), and the
+tests' shared helpers.
 
 Nothing here imports `stn_jax`: these are the yardsticks the library is
 measured against.
@@ -13,6 +14,11 @@ measured against.
 * `random_grid_2d` / `random_grid_3d`: random grids that mix generic points
   (some outside the image) with points that land EXACTLY on integer pixel
   positions under the chosen convention.
+* `pixel_centres`: the normalised (x, y) of every pixel centre.
+* `apply_homography` / `homography_from_points`: a 3x3 homography applied to
+  points, and the 8x8 direct linear solve for one, in numpy float64.
+* `write_mock_mnist_metadata`: TFDS `mnist` metadata with known split sizes,
+  which `tfds.testing.mock_data` needs.
 """
 
 import numpy as np
@@ -157,3 +163,51 @@ def paper_sample(image, grid, *, kernel, align_corners):
   kx = kernel(x - np.arange(width))  # [h, w, W]
   ky = kernel(y - np.arange(height))  # [h, w, H]
   return np.einsum("hwn,hwm,nmc->hwc", ky, kx, image)
+
+
+def pixel_centres(shape, align_corners):
+  """`[h, w, 2]` normalised (x, y) of every pixel centre, float64 numpy."""
+  height, width = shape
+  ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+  x = normalize(xs, width, align_corners) if width > 1 else 0.0 * xs
+  y = normalize(ys, height, align_corners) if height > 1 else 0.0 * ys
+  return np.stack([x, y], axis=-1)
+
+
+def apply_homography(h, points):
+  """`[..., 2]` points mapped by the 3x3 `h` (float64; w = 0 gives inf)."""
+  points = np.asarray(points, np.float64)
+  hom = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], -1) @ (
+      np.asarray(h, np.float64).T)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return hom[..., :2] / hom[..., 2:]
+
+
+def homography_from_points(src, dst):
+  """The 8x8 direct linear solve for H (h33 = 1) with H src ~ dst, float64."""
+  rows, rhs = [], []
+  for (x, y), (u, v) in zip(np.asarray(src, np.float64),
+                            np.asarray(dst, np.float64)):
+    rows.append([x, y, 1, 0, 0, 0, -x * u, -y * u])
+    rows.append([0, 0, 0, x, y, 1, -x * v, -y * v])
+    rhs += [u, v]
+  return np.append(np.linalg.solve(np.array(rows), np.array(rhs)),
+                   1.0).reshape(3, 3)
+
+
+def write_mock_mnist_metadata(data_dir, *, train: int, test: int) -> str:
+  """Writes TFDS `mnist` metadata with `train` / `test` examples; returns
+  `data_dir`.
+
+  `tfds.testing.mock_data` reads the split sizes from it: without them,
+  `batch_size=-1` asks TF for a batch of sys.maxsize examples and aborts.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder("mnist", data_dir=str(data_dir))
+  builder.info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name=name, shard_lengths=[n], num_bytes=0)
+      for name, n in (("train", train), ("test", test))]))
+  os.makedirs(builder.data_dir, exist_ok=True)
+  builder.info.write_to_directory(builder.data_dir)
+  return str(data_dir)

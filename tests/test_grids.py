@@ -22,15 +22,6 @@ METHODS = ("bilinear", "nearest", "bicubic")
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
 
 
-def _pixel_centres(shape, align_corners):
-  """`[h, w, 2]` normalised (x, y) of every pixel centre, float64 numpy."""
-  height, width = shape
-  ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-  x = ref.normalize(xs, width, align_corners) if width > 1 else 0.0 * xs
-  y = ref.normalize(ys, height, align_corners) if height > 1 else 0.0 * ys
-  return np.stack([x, y], axis=-1)
-
-
 # ------------------------------------------------------------------ affine
 
 
@@ -66,7 +57,7 @@ def test_affine_grid_3d_matches_torch(shape, align_corners):
 @pytest.mark.parametrize("align_corners", ALIGN)
 def test_identity_affine_grid_is_the_pixel_centres(align_corners):
   grid = stn_jax.affine_grid(IDENTITY, (3, 5), align_corners=align_corners)
-  np.testing.assert_allclose(grid, _pixel_centres((3, 5), align_corners),
+  np.testing.assert_allclose(grid, ref.pixel_centres((3, 5), align_corners),
                              atol=1e-6)
   if align_corners:  # the paper's linspace(-1, 1) target grid
     np.testing.assert_allclose(grid[0, :, 0], np.linspace(-1, 1, 5),
@@ -142,23 +133,6 @@ def test_rotation_by_90_degrees_is_rot90(method, align_corners):
 # -------------------------------------------------------------- projective
 
 
-def _apply_homography(h, points):
-  hom = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], -1) @ h.T
-  with np.errstate(divide="ignore", invalid="ignore"):  # w = 0 is allowed
-    return hom[..., :2] / hom[..., 2:]
-
-
-def _numpy_dlt(src, dst):
-  """The 8x8 direct linear solve for H (h33 = 1) with H src ~ dst."""
-  rows, rhs = [], []
-  for (x, y), (u, v) in zip(src, dst):
-    rows.append([x, y, 1, 0, 0, 0, -x * u, -y * u])
-    rows.append([0, 0, 0, x, y, 1, -x * v, -y * v])
-    rhs += [u, v]
-  return np.append(np.linalg.solve(np.array(rows), np.array(rhs)),
-                   1.0).reshape(3, 3)
-
-
 @pytest.mark.parametrize("align_corners", ALIGN)
 def test_projective_grid_matches_numpy(align_corners):
   rng = np.random.default_rng(5)
@@ -168,7 +142,7 @@ def test_projective_grid_matches_numpy(align_corners):
   grid = stn_jax.projective_grid(flat, (5, 6), align_corners=align_corners)
   grid33 = stn_jax.projective_grid(h.astype(np.float32), (5, 6),
                                    align_corners=align_corners)
-  expected = _apply_homography(h, _pixel_centres((5, 6), align_corners))
+  expected = ref.apply_homography(h, ref.pixel_centres((5, 6), align_corners))
   np.testing.assert_allclose(grid, expected, atol=1e-5)
   np.testing.assert_allclose(grid33, grid, atol=1e-6)
 
@@ -189,7 +163,7 @@ def test_projective_grid_maps_corners_where_a_direct_solve_says():
   rng = np.random.default_rng(6)
   corners = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], np.float64)
   dst = corners * 0.8 + rng.normal(scale=0.15, size=(4, 2))
-  h = _numpy_dlt(corners, dst)
+  h = ref.homography_from_points(corners, dst)
   grid = stn_jax.projective_grid(h.astype(np.float32), (6, 5),
                                  align_corners=True)
   got = np.stack([grid[0, 0], grid[0, -1], grid[-1, 0], grid[-1, -1]])
@@ -214,12 +188,12 @@ def test_projective_w_nonpositive_is_finite_with_finite_gradients(h, method):
   assert np.all(np.isfinite(grid))
   m = h.reshape(-1) if h.shape == (3, 3) else np.append(h, 1.0)
   m = m.reshape(3, 3).astype(np.float64)
-  centres = _pixel_centres((5, 5), True)
+  centres = ref.pixel_centres((5, 5), True)
   w = centres @ m[2, :2] + m[2, 2]
   assert (w <= 0).any()
   ok = w > 0
   np.testing.assert_allclose(
-      np.asarray(grid)[ok], _apply_homography(m, centres)[ok], atol=1e-5)
+      np.asarray(grid)[ok], ref.apply_homography(m, centres)[ok], atol=1e-5)
 
   def loss(hh, img):
     g = stn_jax.projective_grid(hh, (5, 5), align_corners=True)
@@ -320,7 +294,7 @@ def test_tps_matches_independent_numpy_solve(align_corners):
   control = source + rng.normal(scale=0.15, size=(16, 2))
   grid = stn_jax.tps_grid(control.astype(np.float32), (6, 7),
                           align_corners=align_corners)
-  targets = _pixel_centres((6, 7), align_corners).reshape(-1, 2)
+  targets = ref.pixel_centres((6, 7), align_corners).reshape(-1, 2)
   expected = _numpy_tps(source, control, targets).reshape(6, 7, 2)
   np.testing.assert_allclose(grid, expected, atol=1e-4)
 
@@ -328,7 +302,7 @@ def test_tps_matches_independent_numpy_solve(align_corners):
 def test_tps_custom_source_points_pass_through_control_points():
   """Source points on an irregular subset of pixel centres."""
   rng = np.random.default_rng(11)
-  centres = _pixel_centres((5, 6), True).reshape(-1, 2)
+  centres = ref.pixel_centres((5, 6), True).reshape(-1, 2)
   pick = rng.choice(len(centres), size=7, replace=False)
   source = centres[pick].astype(np.float32)
   control = (source + rng.normal(scale=0.1, size=(7, 2))).astype(np.float32)

@@ -3,8 +3,8 @@
 Runs use TFDS's `mock_data` (random MNIST-shaped digits) unless
 `STN_JAX_MNIST_DIR` points at the real files. `mock_data` needs the data
 set's metadata with split sizes (TFDS turns `batch_size=-1` into "the split
-size" and crashes on 0), so `_mock_metadata` writes it to a temporary TFDS
-data dir first.
+size" and crashes on 0), so `_reference.write_mock_mnist_metadata` writes it
+to a temporary TFDS data dir first.
 """
 
 import functools
@@ -22,10 +22,12 @@ import numpy as np
 import pytest
 
 from configs import distorted_mnist
+from stn_jax import input_pipeline
 from stn_jax import models
 from stn_jax import optim
 from stn_jax import train
 from stn_jax.seeds import SeedAxis
+from tests import _reference as ref
 from tests import _steps
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
@@ -34,19 +36,6 @@ MOCK_EXAMPLES = 64
 RESULT_KEYS = {"distortion", "model", "transform", "protocol", "seed",
                "num_params", "steps", "test_error", "wall_time_s",
                "examples_per_s", "device"}
-
-
-def _mock_metadata(data_dir, num_examples=MOCK_EXAMPLES) -> str:
-  """Writes TFDS `mnist` metadata (train/test of `num_examples`) under data_dir."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  builder = tfds.builder("mnist", data_dir=str(data_dir))
-  info = builder.info
-  info.set_splits(tfds.core.SplitDict([
-      tfds.core.SplitInfo(name=split, shard_lengths=[num_examples],
-                          num_bytes=0) for split in ("train", "test")]))
-  os.makedirs(builder.data_dir, exist_ok=True)
-  info.write_to_directory(builder.data_dir)
-  return str(data_dir)
 
 
 # Runs `stn_jax.main` under tfds.testing.mock_data:
@@ -90,9 +79,11 @@ def _checkpoint_steps(workdir):
 
 @pytest.fixture(scope="module")
 def mock_dir(tmp_path_factory):
-  return _mock_metadata(tmp_path_factory.mktemp("tfds"))
+  return ref.write_mock_mnist_metadata(tmp_path_factory.mktemp("tfds"),
+                                      train=MOCK_EXAMPLES, test=MOCK_EXAMPLES)
 
 
+@pytest.mark.slow
 def test_smoke_end_to_end_on_mock_data(mock_dir, tmp_path, monkeypatch):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   monkeypatch.delenv("STN_JAX_MNIST_DIR", raising=False)
@@ -145,6 +136,20 @@ def test_smoke_end_to_end_on_mock_data(mock_dir, tmp_path, monkeypatch):
   logits = model.apply({"params": params}, x_test)
   error = 100.0 * np.mean(np.argmax(logits, -1) != y_test)
   np.testing.assert_allclose(error, results["test_error"], atol=1e-4)
+  # A record written before later config keys existed (as in the ablation
+  # workdirs) loads the same model and parameters.
+  old = str(tmp_path / "old_record")
+  __import__("shutil").copytree(workdir, old)
+  with open(os.path.join(old, "results.json")) as f:
+    record = json.load(f)
+  for key in train.ADDED_KEYS:
+    section, name = key.split(".")
+    del record["config"][section][name]
+  with open(os.path.join(old, "results.json"), "w") as f:
+    json.dump(record, f)
+  old_config, _, old_params = train.load_trained(old)
+  assert old_config == config
+  jax.tree.map(np.testing.assert_array_equal, old_params, params)
   out, grid, _ = model.apply({"params": params}, x_test[:2],
                              method=model.transform_input)
   assert out.shape == (2, 21, 21, 1) and grid.shape == (2, 21, 21, 2)
@@ -196,10 +201,11 @@ def _event_images(workdir):
 def _test_set(cfg):
   """The run's distorted test set (`train.load_data`)."""
   from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
-  data = train.load_data(cfg, NamedSharding(train.make_mesh(), PartitionSpec()))
+  data = input_pipeline.load_data(cfg, NamedSharding(train.make_mesh(), PartitionSpec()))
   return data.x_test, data.y_test
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_equal_separate_runs(mock_dir, tmp_path, monkeypatch):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   monkeypatch.delenv("STN_JAX_MNIST_DIR", raising=False)
@@ -241,6 +247,93 @@ def test_vmapped_seeds_equal_separate_runs(mock_dir, tmp_path, monkeypatch):
   assert {s: _snapshot(d) for s, d in dirs.items()} == before
 
 
+def _seeds_config(mock_dir):
+  cfg = distorted_mnist.get_config("r,fcn,smoke")
+  cfg.data.data_dir = mock_dir
+  cfg.train.num_steps = 6
+  cfg.train.checkpoint_every = 3
+  cfg.train.eval_every = 6
+  return cfg
+
+
+@pytest.mark.slow
+def test_vmapped_seeds_resume_mid_run_and_one_seed_ahead(mock_dir, tmp_path,
+                                                         monkeypatch):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv("STN_JAX_MNIST_DIR", raising=False)
+  cfg = _seeds_config(mock_dir)
+  dirs = {s: str(tmp_path / f"s{s}") for s in (0, 2)}
+
+  def forget(seed, *, step=None):
+    """Makes seed's run unfinished; `step`: also drops that checkpoint."""
+    os.remove(os.path.join(dirs[seed], "results.json"))
+    if step is not None:
+      import shutil  # pylint: disable=g-import-not-at-top
+      shutil.rmtree(os.path.join(dirs[seed], "checkpoints", str(step)))
+
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=mock_dir):
+    full = train.train_and_evaluate_seeds(cfg, dirs)
+    final = {s: _restore_params(d, 6) for s, d in dirs.items()}
+    # Killed mid-run: both seeds hold step 3 only; they resume from there.
+    forget(0, step=6)
+    forget(2, step=6)
+    mid = train.train_and_evaluate_seeds(cfg, dirs)
+    # One seed a checkpoint ahead (a kill between the seeds' saves): both
+    # resume from the common step 3; the ahead seed keeps its step-6
+    # checkpoint (orbax skips a save at a step it already holds).
+    forget(0, step=6)
+    forget(2)
+    ahead = train.train_and_evaluate_seeds(cfg, dirs)
+  assert [r["resumed_from_step"] for r in mid] == [3, 3]
+  assert [r["resumed_from_step"] for r in ahead] == [3, 3]
+  for runs in (mid, ahead):
+    for got, want in zip(runs, full):
+      assert got["steps"] == want["steps"] == 6
+      assert got["test_loss"] == want["test_loss"]
+      assert got["test_error"] == want["test_error"]
+  for s, d in dirs.items():
+    assert _checkpoint_steps(d) == [3, 6]
+    jax.tree.map(np.testing.assert_array_equal, _restore_params(d, 6),
+                 final[s])
+
+
+@pytest.mark.slow
+def test_vmapped_seeds_nan_in_one_seed_stops_all_and_keeps_checkpoints(
+    mock_dir, tmp_path, monkeypatch):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv("STN_JAX_MNIST_DIR", raising=False)
+  cfg = _seeds_config(mock_dir)
+  dirs = {s: str(tmp_path / f"s{s}") for s in (0, 2)}
+  real = train.make_step_functions
+
+  def nan_in_seed_2_at_step_5(*args, **kwargs):
+    batch_fn, step_fn, eval_fn = real(*args, **kwargs)
+
+    def step(state, batch):
+      state, metrics = step_fn(state, batch)
+      if int(np.asarray(state.step).reshape(-1)[0]) == 5:
+        loss = np.array(metrics["loss"])
+        loss[1] = np.nan  # Seed 2 is the second of the stacked seeds.
+        metrics = dict(metrics, loss=loss)
+      return state, metrics
+
+    return batch_fn, step, eval_fn
+
+  monkeypatch.setattr(train, "make_step_functions", nan_in_seed_2_at_step_5)
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=mock_dir):
+    with pytest.raises(train.NonFiniteLossError,
+                       match=r"step 5 \(seed\(s\) \[2\]") as err:
+      train.train_and_evaluate_seeds(cfg, dirs)
+  assert "{0: 3, 2: 3}" in str(err.value)
+  # Every seed stops: none is saved past its last good checkpoint and none
+  # has results; the good checkpoints are whole and finite.
+  for d in dirs.values():
+    assert _checkpoint_steps(d) == [3]
+    assert not os.path.exists(os.path.join(d, "results.json"))
+    assert all(np.all(np.isfinite(p))
+               for p in jax.tree.leaves(_restore_params(d, 3)))
+
+
 def test_vmapped_seeds_bad_workdirs(tmp_path):
   cfg = distorted_mnist.get_config("r,fcn,smoke")
   with pytest.raises(ValueError, match="workdirs"):
@@ -258,6 +351,8 @@ def test_main_seeds_needs_a_workdir_template(mock_dir, tmp_path):
   assert "{seed}" in proc.stderr
 
 
+@pytest.mark.mnist
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("STN_JAX_MNIST_DIR"),
                     reason="STN_JAX_MNIST_DIR (real MNIST) is not set")
 def test_real_mnist_fcn_learns(tmp_path):
@@ -276,7 +371,8 @@ def test_real_mnist_fcn_learns(tmp_path):
 
 _TWO_DEVICES = textwrap.dedent("""
     import json
-    import jax, numpy as np
+    import jax, jax.numpy as jnp, numpy as np
+    from flax.training import train_state
     from configs import distorted_mnist
     from stn_jax import models, train
 
@@ -286,14 +382,16 @@ _TWO_DEVICES = textwrap.dedent("""
     labels = rng.integers(0, 10, (64,)).astype(np.int32)
     init_key, data_key, distort_key = jax.random.split(jax.random.key(0), 3)
     out = {}
-    for kernels, n, micro in (("xla", 1, None), ("xla", 2, None),
-                              ("fast", 1, None), ("fast", 2, None),
-                              ("fast", 2, 4)):
-      # The fast kernels on the CNN: without the transformer, whose bilinear
-      # gradient jumps at the integer grid points where it starts, so that
-      # rounding differences stay rounding differences.
-      cfg = distorted_mnist.get_config(
-          "r,st_cnn,affine,smoke" if kernels == "xla" else "r,cnn,smoke")
+    for name, arg, kernels, n, micro in (
+        ("st_xla1", "r,st_cnn,affine", "xla", 1, None),
+        ("st_xla2", "r,st_cnn,affine", "xla", 2, None),
+        ("cnn1", "r,cnn", "fast", 1, None),
+        ("cnn2", "r,cnn", "fast", 2, None),
+        ("cnn2m", "r,cnn", "fast", 2, 4),
+        ("st1", "r,st_cnn,affine", "fast", 1, None),
+        ("st2", "r,st_cnn,affine", "fast", 2, None),
+        ("st2m", "r,st_cnn,affine", "fast", 2, 4)):
+      cfg = distorted_mnist.get_config(arg + ",smoke")
       cfg.train.batch_size = 8
       cfg.train.micro_batch_size = micro
       cfg.model.kernels = kernels
@@ -305,40 +403,54 @@ _TWO_DEVICES = textwrap.dedent("""
         cfg.train.optimizer, cfg.train.learning_rate = "sgd", 0.1
       tx, schedule = train.make_optimizer(cfg.train)
       model = models.build_model(cfg.model, canvas_size=28)
+      params = models.init_params(model, init_key, canvas_size=28)
+      if "theta" in params and kernels == "fast":
+        # Off the pixel centres, where the bilinear gradient jumps, so that
+        # rounding differences stay rounding differences.
+        params["theta"]["kernel"] = 1e-3 * jnp.ones_like(
+            params["theta"]["kernel"])
+      state = train_state.TrainState.create(apply_fn=model.apply,
+                                            params=params, tx=tx)
       mesh = train.make_mesh(jax.devices()[:n])
       batch_fn, step_fn, _ = train.make_step_functions(
           cfg, schedule, mesh, data_key=data_key, distort_key=distort_key)
-      state = train.create_train_state(model, tx, init_key, canvas_size=28)
       losses = []
       for step in range(3):
         batch = batch_fn(step, images, labels)
         assert len(batch[0].sharding.device_set) == n
         state, metrics = step_fn(state, batch)
         losses.append(float(metrics["loss"]))
-      out[kernels + str(n) + ("m" if micro else "")] = {"losses": losses,
-                "params": [np.asarray(p).tolist()
-                           for p in jax.tree.leaves(state.params)][:2]}
+      out[name] = {"losses": losses, "params": {
+          jax.tree_util.keystr(k): np.asarray(v).tolist()
+          for k, v in jax.tree_util.tree_leaves_with_path(state.params)}}
     print("RESULT" + json.dumps(out))
 """)
 
 
+@pytest.mark.slow
 def test_two_devices_and_micro_batches_give_the_same_loss_as_one():
   proc = subprocess.run(
       [sys.executable, "-c", _TWO_DEVICES], cwd=ROOT, capture_output=True,
-      text=True, timeout=300,
+      text=True, timeout=600,
       env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"))
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
   out = json.loads(line[len("RESULT"):])
-  # "fast2m": two devices, the batch of 8 in micro-batches of 4.
-  for one_key, two_key in (("xla1", "xla2"), ("fast1", "fast2"),
-                           ("fast1", "fast2m")):
+  # "...2m": two devices, the batch of 8 in micro-batches of 4; "st...": the
+  # ST-CNN with its default fast kernels (fused transformer, fast convs).
+  for one_key, two_key in (("st_xla1", "st_xla2"), ("cnn1", "cnn2"),
+                           ("cnn1", "cnn2m"), ("st1", "st2"),
+                           ("st1", "st2m")):
     one, two = out[one_key], out[two_key]
     assert np.all(np.isfinite(one["losses"]))
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
-    for a, b in zip(one["params"], two["params"]):
-      np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4,
-                                 atol=1e-6)
+    # Every parameter leaf (the ST-CNN has 14), not a sample of them.
+    assert sorted(two["params"]) == sorted(one["params"])
+    assert len(one["params"]) == (14 if one_key.startswith("st") else 6)
+    for leaf, a in one["params"].items():
+      np.testing.assert_allclose(np.asarray(two["params"][leaf]),
+                                 np.asarray(a), rtol=1e-4, atol=1e-6,
+                                 err_msg=f"{two_key} {leaf}")
     # The 3 steps did train (the loss moved).
     assert one["losses"][0] != one["losses"][-1]
 
@@ -370,6 +482,7 @@ def test_train_step_rejects_bad_micro_batch_size(micro):
     train.train_step(state, batch, micro_batch_size=micro)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_uninterrupted_run(mock_dir, tmp_path):
   arg = "r,st_fcn,affine,smoke"
   steps, every = 300, 50
@@ -413,6 +526,7 @@ def test_resume_after_kill_equals_uninterrupted_run(mock_dir, tmp_path):
                _restore_params(full, steps))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_the_step_and_keeps_good_checkpoint(
     mock_dir, tmp_path):
   workdir = str(tmp_path / "nan")
