@@ -1,7 +1,8 @@
 r"""Ablations of the reproduction readings (issue: reproduce Table 1).
 
-Each run is one Table-1 cell at the paper protocol with a few config
-overrides (a "reading"); `docs/reproduction.md` tabulates them beside the
+Each run is one Table-1 cell at the paper protocol (the CNN family's at the
+`fast` protocol, a fifth of its compute) with a few config overrides (a
+"reading"); `docs/reproduction.md` tabulates them beside the
 paper. Run them (resumable; finished runs are skipped):
 
     XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
@@ -55,6 +56,17 @@ READINGS = {
                  "model.classifier.hidden": "(349,349)"},
     "mom_h331": {"train.momentum": 0.9,
                  "model.classifier.hidden": "(331,331)"},
+    # CNN family (measured at the `fast` protocol, a fifth of the paper's
+    # compute, against the Table-1 `fast` runs at the defaults): the
+    # reproductions' unpadded convolutions (Torch7's default), which on RTS
+    # need the transformer's full-size output (21 px is too small for them).
+    "valid_full": {"model.classifier.padding": "VALID",
+                   "model.st_downsample": 1},
+    # ... and the full-size output with the default padding, to separate
+    # the two changes.
+    "same_full": {"model.st_downsample": 1},
+    # Unpadded convolutions on a plain CNN (no transformer).
+    "valid": {"model.classifier.padding": "VALID"},
 }
 
 # Group name -> [(config argument, reading, seeds)].
@@ -70,7 +82,14 @@ GROUPS = {
         ("rts,fcn,paper", "mom_h202", (0,)),
         ("r,fcn,paper", "mom_h349", (0,)),
     ],
-    # Queued, not yet run.
+    # CNN-family readings at the fast protocol; queued, not yet run.
+    "cnn_fast": [
+        ("rts,st_cnn,affine,fast", "valid_full", (0,)),
+        ("rts,cnn,fast", "valid", (0,)),
+        ("rts,st_cnn,affine,fast", "same_full", (0,)),
+    ],
+    # Queued, not yet run (mom_h401 is also the Table-1 paper sweep's
+    # default RTS ST-FCN, which runs three seeds of it).
     "later": [
         ("rts,st_fcn,affine,paper", "mom_h401", (0,)),
         ("rts,st_fcn,affine,paper", "mom_h401_avgpool", (0,)),
