@@ -27,7 +27,8 @@ named `<run name>.json`) filtered by `--protocol`; or, with
 `--workdir_root`, the runs of a grid sweep (`<root>/<name>/results.json`,
 e.g. a sweep over `--grid=model.transform=affine,projective,tps`), whose
 workdirs are under that root. A family with no record is listed as "no run"
-(never dropped); the best mean error of each (distortion, model) is marked.
+(never dropped); the best mean error of each (distortion, model) among the
+families trained under one setting (two or more of them) is marked.
 """
 
 from __future__ import annotations
@@ -131,10 +132,14 @@ def summarize(records: list, fams: tuple) -> dict:
             "step_ms": float(np.mean(step_ms)) if step_ms else math.nan,
             "devices": sorted({r.get("device", "?") for _, r in runs}),
             "runs": runs, "best": False}
-    means = [(c["mean"], k) for k, c in out.items()
-             if k[:2] == (dist, model) and c["n"]]
-    if means:
-      out[min(means)[1]]["best"] = True
+    # Families are compared only under one training setting, and only where
+    # at least two of them have runs of it.
+    for setting in {k[3] for k, c in out.items()
+                    if k[:2] == (dist, model) and c["n"]}:
+      means = [(c["mean"], k) for k, c in out.items()
+               if k[:2] == (dist, model) and k[3] == setting and c["n"]]
+      if len(means) > 1:
+        out[min(means)[1]]["best"] = True
   return out
 
 
@@ -151,7 +156,8 @@ def markdown(summary: dict, *, source: str, protocol, digits_note: str,
       + (f" (`{protocol}` protocol)" if protocol else "") + "; do not edit "
       "by hand. Test error (%) on the full distorted test set: mean ± std "
       "over seeds (sample std; – for one seed), n = seeds; **best** marks the "
-      "lowest mean of each distortion and model; runs of different training "
+      "lowest mean of each distortion and model among the families trained "
+      "under the same setting (where two or more were); runs of different training "
       "settings (steps x batch, optimiser) are never averaged together. Speed: examples/s over the "
       "training steps (compilation excluded) and the step time it implies "
       "(batch / examples/s), on the device named; runs on other devices or "
