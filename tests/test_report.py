@@ -133,3 +133,27 @@ def test_default_runs_from_a_folder(tmp_path, record):
                  check=True, capture_output=True)
   md = (out / "table1.md").read_text()
   assert "| R FCN | 2.1 | 2.50 ± n/a | 1 | +0.40 |" in md
+
+
+def test_committed_tables_are_what_the_records_give(tmp_path):
+  # results/table1.md and .csv are regenerated from the committed records
+  # (results/runs, and the default-config runs of results/ablations): a
+  # hand edit, or a record committed without its table, fails here.
+  out = tmp_path / "out"
+  subprocess.run([sys.executable, "-m", "experiments.report",
+                  "--runs_dir=results/runs", f"--out_dir={out}",
+                  "--default_runs_from=results/ablations"], cwd=ROOT,
+                 check=True, capture_output=True)
+  for name in ("table1.md", "table1.csv"):
+    with open(os.path.join(ROOT, "results", name)) as f:
+      committed = f.read()
+    assert (out / name).read_text() == committed, name
+
+
+def test_committed_ablation_table_is_what_the_records_give(tmp_path):
+  out = tmp_path / "ablations.md"
+  subprocess.run([sys.executable, "-m", "experiments.ablation_report",
+                  "--runs_dir=results/ablations", f"--out={out}"], cwd=ROOT,
+                 check=True, capture_output=True)
+  with open(os.path.join(ROOT, "results", "ablations.md")) as f:
+    assert out.read_text() == f.read()
