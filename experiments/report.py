@@ -193,7 +193,8 @@ def _cell_name(cell) -> str:
 def _target_lines(protocol: str, cells: dict) -> list[str]:
   """Plain statements of which targets hold, per the issue's definitions."""
   lines = []
-  if protocol == "paper":
+  # `fast` is meant to reach the paper protocol's numbers: the same target.
+  if protocol in ("paper", "fast"):
     for cell, paper in paper_results.PAPER_ERRORS.items():
       if cell in cells:
         diff = cells[cell]["mean"] - paper
