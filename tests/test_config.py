@@ -235,3 +235,55 @@ def test_command_line_bad_value_fails_validation():
   cfg = _parse_flags("--config.train.batch_size=0")
   with pytest.raises(ValueError, match="train.batch_size"):
     train.validate_config(cfg)
+
+
+def _leaves(node, prefix=""):
+  for key, value in node.items():
+    if hasattr(value, "items"):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+def _bad_values(value):
+  """Values that no field of that type accepts (bools have none)."""
+  if isinstance(value, bool):
+    return []
+  if isinstance(value, int) or value is None:
+    return [-7]
+  if isinstance(value, float):
+    return [float("nan"), -1.0]
+  if isinstance(value, str):
+    return ["nonsense"]
+  if isinstance(value, tuple):
+    return [()]
+  return []
+
+
+_ARG = "rts,st_cnn,tps,smoke"
+_FIELDS = [(key, bad)
+           for key, value in _leaves(distorted_mnist.get_config(_ARG))
+           for bad in _bad_values(value)
+           # Folder paths: any string is a path; a non-string cannot be set.
+           if key not in ("data.manual_dir", "data.data_dir",
+                          "data.test_cache_dir")]
+
+
+@pytest.mark.parametrize("key,bad", _FIELDS,
+                         ids=[f"{k}={b!r}" for k, b in _FIELDS])
+def test_every_config_field_rejects_a_bad_value_by_name(key, bad):
+  cfg = distorted_mnist.get_config(_ARG)
+  *parents, leaf = key.split(".")
+  node = cfg
+  for part in parents:
+    node = node[part]
+  node[leaf] = bad
+  with pytest.raises(ValueError, match=leaf):
+    train.validate_config(cfg)
+
+
+def test_every_config_field_is_covered():
+  # The enumeration above reaches the fields of every section.
+  covered = {key.split(".")[0] for key, _ in _FIELDS}
+  assert {"seed", "protocol", "distortion_name", "distortion", "model",
+          "train", "data", "num_transform_examples"} <= covered
