@@ -117,7 +117,8 @@ def test_a_missed_target_and_a_superseded_protocol(tmp_path, record):
                   "--default_runs_from="], cwd=ROOT, check=True,
                  capture_output=True)
   md = (out / "table1.md").read_text()
-  assert "- R FCN: 3.00 vs paper 2.1 (target <= paper + 0.3): MISSED by 0.60" in md
+  assert ("- R FCN: 3.00 vs paper 2.1 (target <= paper + 0.3): MISSED by "
+          "0.60") in md
   assert "Superseded: the `quick` protocol is now" in md
   # The superseded runs do not count as the current protocol's.
   assert "## Protocol `quick`\n\nNo runs at its current settings" in md
