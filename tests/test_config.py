@@ -125,6 +125,15 @@ def test_config_is_locked():
     cfg.train.batch_size = "many"
 
 
+def _set(cfg, key: str, value):
+  """Sets the dotted `key` of a locked config."""
+  *parents, leaf = key.split(".")
+  node = cfg
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+
+
 @pytest.mark.parametrize("key,value,match", [
     ("train.batch_size", 0, "train.batch_size"),
     ("train.num_steps", -5, "train.num_steps"),
@@ -155,11 +164,7 @@ def test_config_is_locked():
 def test_validate_config_rejects(key, value, match):
   # tps is the transform here, so 15 points (not a square) is invalid.
   cfg = distorted_mnist.get_config("rts,st_cnn,tps,smoke")
-  *parents, leaf = key.split(".")
-  node = cfg
-  for part in parents:
-    node = node[part]
-  node[leaf] = value
+  _set(cfg, key, value)
   with pytest.raises(ValueError, match=match):
     train.validate_config(cfg)
 
@@ -273,12 +278,8 @@ _FIELDS = [(key, bad)
                          ids=[f"{k}={b!r}" for k, b in _FIELDS])
 def test_every_config_field_rejects_a_bad_value_by_name(key, bad):
   cfg = distorted_mnist.get_config(_ARG)
-  *parents, leaf = key.split(".")
-  node = cfg
-  for part in parents:
-    node = node[part]
-  node[leaf] = bad
-  with pytest.raises(ValueError, match=leaf):
+  _set(cfg, key, bad)
+  with pytest.raises(ValueError, match=key.rsplit(".", 1)[-1]):
     train.validate_config(cfg)
 
 

@@ -35,6 +35,14 @@ def _variant(record, *, seed, error, wall=100.0, seeds_in_step=1):
   return out
 
 
+def _report(runs_dir, out, default_runs_from=""):
+  """Runs the report's command line, as a user does."""
+  subprocess.run([sys.executable, "-m", "experiments.report",
+                  f"--runs_dir={runs_dir}", f"--out_dir={out}",
+                  f"--default_runs_from={default_runs_from}"], cwd=ROOT,
+                 check=True, capture_output=True)
+
+
 def _write(folder, records):
   folder.mkdir(exist_ok=True)
   for i, r in enumerate(records):
@@ -75,10 +83,7 @@ def test_report_values_verdicts_and_vmapped_wall_time(tmp_path, record):
           for s, e in ((0, 2.0), (1, 2.2), (2, 2.9))]
   _write(tmp_path / "runs", runs)
   out = tmp_path / "out"
-  subprocess.run([sys.executable, "-m", "experiments.report",
-                  f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={out}",
-                  "--default_runs_from="], cwd=ROOT, check=True,
-                 capture_output=True)
+  _report(tmp_path / "runs", out)
   md = (out / "table1.md").read_text()
   heading = ("## Protocol `paper` (150000 x 256, sgd lr 0.01 step, "
              "momentum 0.9) on 1x cpu:cpu")
@@ -112,10 +117,7 @@ def test_a_missed_target_and_a_superseded_protocol(tmp_path, record):
       ("paper", "1x cpu:cpu", "150000 x 256, sgd lr 0.01 step, momentum 0.9"),
       ("quick", "1x cpu:cpu", "600 x 128, adam lr 0.001 cosine")}
   out = tmp_path / "out"
-  subprocess.run([sys.executable, "-m", "experiments.report",
-                  f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={out}",
-                  "--default_runs_from="], cwd=ROOT, check=True,
-                 capture_output=True)
+  _report(tmp_path / "runs", out)
   md = (out / "table1.md").read_text()
   assert ("- R FCN: 3.00 vs paper 2.1 (target <= paper + 0.3): MISSED by "
           "0.60") in md
@@ -128,10 +130,7 @@ def test_default_runs_from_a_folder(tmp_path, record):
   _write(tmp_path / "runs", [])
   _write(tmp_path / "ablations", [_variant(record, seed=0, error=2.5)])
   out = tmp_path / "out"
-  subprocess.run([sys.executable, "-m", "experiments.report",
-                  f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={out}",
-                  f"--default_runs_from={tmp_path / 'ablations'}"], cwd=ROOT,
-                 check=True, capture_output=True)
+  _report(tmp_path / "runs", out, tmp_path / "ablations")
   md = (out / "table1.md").read_text()
   assert "| R FCN | 2.1 | 2.50 ± n/a | 1 | +0.40 |" in md
 
@@ -141,10 +140,7 @@ def test_committed_tables_are_what_the_records_give(tmp_path):
   # (results/runs, and the default-config runs of results/ablations): a
   # hand edit, or a record committed without its table, fails here.
   out = tmp_path / "out"
-  subprocess.run([sys.executable, "-m", "experiments.report",
-                  "--runs_dir=results/runs", f"--out_dir={out}",
-                  "--default_runs_from=results/ablations"], cwd=ROOT,
-                 check=True, capture_output=True)
+  _report("results/runs", out, "results/ablations")
   for name in ("table1.md", "table1.csv"):
     with open(os.path.join(ROOT, "results", name)) as f:
       committed = f.read()
