@@ -96,10 +96,4 @@ def submit(jobs: list, ctx: dict, args) -> int:
       failed.extend(result["names"])
     elif result["status"] == "locked":
       locked.extend(result["names"])
-  if locked:
-    print(f"{len(locked)} runs skipped (training in another runner): "
-          f"{locked}", flush=True)
-  if failed:
-    print(f"{len(failed)} runs failed: {failed}", flush=True)
-    return 1
-  return 0
+  return sweep.report_outcome(locked, failed)

@@ -227,6 +227,18 @@ def record_sweep(workdir_root: str, definition: dict, results_dir) -> None:
 # --------------------------------------------------------------- commands
 
 
+def report_outcome(locked: list, failed: list) -> int:
+  """Prints the runs skipped (locked by another runner) and failed; the exit
+  status: 1 if any run failed, else 0."""
+  if locked:
+    print(f"{len(locked)} runs skipped (training in another runner): "
+          f"{locked}", flush=True)
+  if failed:
+    print(f"{len(failed)} runs failed: {failed}", flush=True)
+    return 1
+  return 0
+
+
 def make_jobs(pending: list) -> list[list]:
   """Pending `(run, workdir)` pairs -> jobs: lists of runs trained together.
 
@@ -468,13 +480,7 @@ def run_local(jobs: list, ctx: dict, parallel: int) -> int:
       result = finish_job(handle, ctx)
       if result["status"] != "done":
         failed.extend(result["names"])
-  if locked:
-    print(f"{len(locked)} runs skipped (training in another runner): "
-          f"{locked}", flush=True)
-  if failed:
-    print(f"{len(failed)} runs failed: {failed}", flush=True)
-    return 1
-  return 0
+  return report_outcome(locked, failed)
 
 
 # ------------------------------------------------------------ command line
