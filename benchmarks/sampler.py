@@ -16,7 +16,7 @@ the medians. Grid generation is included in both.
       --markdown benchmarks/results/sampler_cpu.md
 
 `--path` forces one of the sampler's bilinear paths (`stn_jax.sampler.PATHS`)
-to measure it; `--fused` times `stn_jax.fast_warp.warp` (grid generation and
+to measure it; `--fused` times `stn_jax.cpu.warp.warp` (grid generation and
 sampling fused over the batch, the models' default) instead; `--shapes`
 picks a subset of shapes.
 """
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 import stn_jax
-from stn_jax import fast_warp
+from stn_jax.cpu import warp as cpu_warp
 from stn_jax import sampler as sampler_lib
 
 # name -> (batch, input (H, W, C), output (h, w)); the issue's three shapes.
@@ -79,7 +79,7 @@ def _inputs(batch, in_shape, out_hw, seed=0):
 
 def _jax_fns(out_hw, method, padding_mode, path, fused=False):
   """Jitted forward and forward+backward of vmap(sample(., affine_grid(.))),
-  or with `fused` of `stn_jax.fast_warp.warp` (the same function)."""
+  or with `fused` of `stn_jax.cpu.warp.warp` (the same function)."""
 
   def one(image, theta):
     grid = stn_jax.affine_grid(theta, out_hw, align_corners=False)
@@ -88,10 +88,10 @@ def _jax_fns(out_hw, method, padding_mode, path, fused=False):
                           path=path)
 
   def warp(image, theta):
-    return fast_warp.warp(image, theta.reshape(theta.shape[0], 6),
-                          transform="affine", output_size=out_hw,
-                          align_corners=False, method=method,
-                          padding_mode=padding_mode)
+    return cpu_warp.warp(image, theta.reshape(theta.shape[0], 6),
+                         transform="affine", output_size=out_hw,
+                         align_corners=False, method=method,
+                         padding_mode=padding_mode)
 
   forward = warp if fused else jax.vmap(one)
 
@@ -173,7 +173,7 @@ def bench_shape(name, *, reps, warmup, method, padding_mode, path,
                                                warmup=warmup)
     jm, tm = statistics.median(jax_times), statistics.median(torch_times)
     if fused:
-      shown_path = "fast_warp"
+      shown_path = "cpu.warp"
     elif path == "auto":
       shown_path = "auto:" + sampler_lib.choose_linear_path(
           in_shape[1::-1], out_hw[0] * out_hw[1], in_shape[-1])
@@ -250,7 +250,7 @@ def main(argv=None):
   parser.add_argument("--passes", nargs="+", default=list(DEFAULT_PASSES),
                       choices=PASSES)
   parser.add_argument("--fused", action="store_true",
-                      help="time stn_jax.fast_warp.warp (grid + sampling "
+                      help="time stn_jax.cpu.warp.warp (grid + sampling "
                       "fused over the batch, what the ST models run) instead "
                       "of vmap(sample(affine_grid))")
   parser.add_argument("--json", help="write the rows and environment here")

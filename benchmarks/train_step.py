@@ -11,12 +11,12 @@ step (forward, backward, SGD update) at batch 256:
 * JAX: the project's jitted `stn_jax.train.train_step` on a `TrainState`,
   with the models' convolution / pooling implementation `--kernels`
   ("fast", the default of `configs/distorted_mnist.py`, or "xla"; see
-  `stn_jax.fast_layers`) and the config's `train.micro_batch_size` (64
+  `stn_jax.cpu.kernels`) and the config's `train.micro_batch_size` (64
   for the convolutional models: the batch in 4 micro-batches run one after
   another; `--one-pass` runs every model's batch in one pass), compiled
   with the config's `train.xla_options` ("fast": on CPU, dots through
   Eigen rather than YNNPACK; `--xla-options default` for XLA's defaults;
-  see `stn_jax.xla_options`).
+  see `stn_jax.cpu.xla_options`).
 * PyTorch: an equivalent model written here with `torch.nn` (same layers,
   widths, transformer and sampler semantics: `affine_grid`/`grid_sample`,
   and the same projective and TPS grids), `torch.optim.SGD`.
@@ -51,7 +51,7 @@ from configs import distorted_mnist
 import stn_jax
 from stn_jax import models
 from stn_jax import train
-from stn_jax import xla_options
+from stn_jax.cpu import xla_options
 
 # (distortion, model, transform) rows of the benchmark.
 ROWS = (
@@ -310,7 +310,7 @@ def write_markdown(rows, meta, path):
            f"({meta['torch_threads']} threads); {meta['date']}.", "",
            "Medians over alternating blocks of steps after warm-up; ratio = "
            "JAX examples/s / torch examples/s (goal: >= 1.0). JAX "
-           f"conv/pool kernels: `{meta['kernels']}` (`stn_jax.fast_layers`).",
+           f"conv/pool kernels: `{meta['kernels']}` (`stn_jax.cpu.kernels`).",
            "",
            "| canvas | model | params | JAX micro-batch | JAX XLA options | "
            "JAX img/s | torch img/s | ratio | goal | compile (s) | "

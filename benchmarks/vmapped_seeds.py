@@ -31,7 +31,7 @@ import numpy as np
 from configs import distorted_mnist
 from stn_jax import models
 from stn_jax import train
-from stn_jax import xla_options
+from stn_jax.cpu import xla_options
 
 # (distortion, model, transform) rows.
 ROWS = (

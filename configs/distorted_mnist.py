@@ -96,7 +96,7 @@ def _protocol(name: str) -> ml_collections.ConfigDict:
       # another (the same gradient up to float rounding); None = one pass.
       # Set by get_config (_MICRO_BATCH_SIZE).
       micro_batch_size=config_dict.placeholder(int),
-      # XLA compiler options of the train step (stn_jax.xla_options):
+      # XLA compiler options of the train step (stn_jax.cpu.xla_options):
       # "fast" (on CPU: dots through Eigen, not YNNPACK) | "default".
       xla_options="fast",
       optimizer="sgd",  # "sgd" | "adam".
@@ -202,8 +202,8 @@ def get_config(arg: str = "rts,st_cnn,affine,quick") -> ml_collections.ConfigDic
       sampling_method="bilinear",  # Sampler kernel of the transformer.
       padding_mode="zeros",  # What the transformer reads outside the input.
       # Conv / max-pool / transformer implementation: "fast"
-      # (stn_jax.fast_layers' DFT and banded convolutions, pairwise max-pool;
-      # stn_jax.fast_warp's fused grid + sampling) or "xla"; same function.
+      # (stn_jax.cpu.kernels' DFT and banded convolutions, pairwise max-pool;
+      # stn_jax.cpu.warp's fused grid + sampling) or "xla"; same function.
       kernels="fast",
       # Classifier fields (stn_jax.models.CLASSIFIERS; widths: _WIDTH).
       classifier=models.classifier_config(model, width=_WIDTH[canvas][model]),

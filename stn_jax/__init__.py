@@ -5,6 +5,8 @@ normalised to [-1, 1]), the differentiable sampler, and the registry of
 transform families. See `stn_jax.grids` for the conventions, which follow
 `torch.nn.functional.affine_grid` / `grid_sample` (channels-last here).
 
+`stn_jax.warp` resamples a batch of images through a batch of transforms.
+The CPU-fast forms of the models' layers are in `stn_jax.cpu`.
 `stn_jax.SpatialTransformer` (`stn_jax.layers`) is the transformer as a
 drop-in flax layer; it is imported on first use, so that `import stn_jax`
 needs only jax (flax is needed for the layer alone).
@@ -35,6 +37,7 @@ from stn_jax.transforms import projective_from_points
 from stn_jax.transforms import register_transform
 from stn_jax.transforms import Transform
 from stn_jax.transforms import TRANSFORMS
+from stn_jax.warping import warp
 
 __version__ = "0.1.0"
 

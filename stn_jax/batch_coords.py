@@ -5,7 +5,7 @@
 `make_grid(family, params[b], (h, w), ...)` for every b, one array per axis,
 made by one matmul per axis (`params @ base`). They are the optional fast
 batched path of a family (`stn_jax.transforms.Transform.batch_coords`) that
-`stn_jax.fast_warp.warp` samples from; a family without one takes the plain
+`stn_jax.cpu.warp.warp` samples from; a family without one takes the plain
 `make_grid` + `sample` path.
 """
 

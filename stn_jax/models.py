@@ -25,11 +25,11 @@ The modules take their layers as arguments (the flax examples' style):
 `conv` (an `nn.Conv`-like module class), `max_pool(x, window)` and, for the
 transformer, `warp(images, params, *, transform, output_size, ...)`; the
 defaults are plain flax / JAX (`nn.Conv`, `plain_max_pool`,
-`fast_warp.plain_warp`: the vmapped `make_grid` + `sample`). `build_model`
+`stn_jax.warp`: the vmapped `make_grid` + `sample`). `build_model`
 picks them once from the config's `model.kernels` through `KERNELS`: "fast"
-(the default; `stn_jax.fast_layers`' DFT or banded-matmul convolutions and
+(the default; `stn_jax.cpu.kernels`' DFT or banded-matmul convolutions and
 pairwise max-pool, several times faster to train on CPU, and
-`stn_jax.fast_warp.warp`, grid generation and bilinear sampling fused over
+`stn_jax.cpu.warp.warp`, grid generation and bilinear sampling fused over
 the batch) or "xla" (the plain defaults). Both compute the same function with
 the same parameters, so checkpoints are interchangeable.
 """
@@ -49,8 +49,9 @@ import numpy as np
 
 import stn_jax
 from stn_jax import config_checks as checks
-from stn_jax import fast_layers
-from stn_jax import fast_warp
+from stn_jax import warping
+from stn_jax.cpu import kernels as cpu_kernels
+from stn_jax.cpu import warp as cpu_warp
 
 NUM_CLASSES = 10
 # A module class or factory, e.g. `nn.Conv` or a `functools.partial` of it.
@@ -234,8 +235,8 @@ class SpatialTransformerClassifier(nn.Module):
     padding_mode: what the sampler reads outside the input ("zeros").
     warp: `(images [B, H, W, C], params [B, n], *, transform, output_size,
       align_corners, method, padding_mode, **transform_kwargs) -> [B, h, w,
-      C]`, the batched grid + sampling (`fast_warp.warp` fuses them; the
-      default `fast_warp.plain_warp` is the vmapped `make_grid` + `sample`).
+      C]`, the batched grid + sampling (`cpu_warp.warp` fuses them; the
+      default `stn_jax.warp` is the vmapped `make_grid` + `sample`).
     output_pool: the sampled `output_size` image is average-pooled by this
       factor (non-overlapping windows) before the classifier; 1: no pooling.
   """
@@ -247,7 +248,7 @@ class SpatialTransformerClassifier(nn.Module):
   align_corners: bool = True
   method: str = "bilinear"
   padding_mode: str = "zeros"
-  warp: Callable = fast_warp.plain_warp
+  warp: Callable = warping.warp
   output_pool: int = 1
 
   def setup(self):
@@ -321,11 +322,11 @@ class Kernels:
 # here so that every model of a choice holds the same (equal) layer objects.
 KERNELS: dict[str, Kernels] = {
     "xla": Kernels(conv=nn.Conv, max_pool=plain_max_pool,
-                   warp=fast_warp.plain_warp),
+                   warp=warping.warp),
     "fast": Kernels(
         conv=functools.partial(
-            nn.Conv, conv_general_dilated=fast_layers.conv_general_dilated),
-        max_pool=fast_layers.max_pool, warp=fast_warp.warp),
+            nn.Conv, conv_general_dilated=cpu_kernels.conv_general_dilated),
+        max_pool=cpu_kernels.max_pool, warp=cpu_warp.warp),
 }
 
 

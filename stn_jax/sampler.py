@@ -15,7 +15,7 @@ the identity (all sample points on pixel centres) still learns.
 `bilinear_zeros(images, x, y, align_corners=...)` is the same sampling in its
 fast batched form (a batch `[B, H, W, C]` at per-axis coordinates `[B, P]`,
 bilinear with zeros padding, reverse-mode differentiable), which
-`stn_jax.fast_warp.warp` runs for the models' transformers. Pixel coordinates
+`stn_jax.cpu.warp.warp` runs for the models' transformers. Pixel coordinates
 come from the one formula, `stn_jax.grids.to_pixel`.
 """
 
@@ -485,9 +485,9 @@ def sample(image, grid, *, method: str = "bilinear",
 
 
 # --- The fast batched form: bilinear sampling with zeros padding of a whole
-# batch at per-axis coordinates `[B, P]` (what `stn_jax.fast_warp.warp`
+# batch at per-axis coordinates `[B, P]` (what `stn_jax.cpu.warp.warp`
 # fuses with the grid), in forms XLA's CPU backend runs well
-# (benchmarks/results/design_notes.md#fast_warp-fused-path): the image is
+# (benchmarks/results/design_notes.md#warp-fused-path): the image is
 # zero-padded by `_PAD` pixels and each corner index clipped into the
 # padding, so an outside corner reads an exact 0 and no masks exist; a table
 # holding each pixel's 2x2 block lets one gather of 4-value rows read all
@@ -524,7 +524,7 @@ def _corner_table(images):
 
   One gather of a 4-value row per point then reads all four corners, so the
   index arithmetic runs once instead of per corner
-  (benchmarks/results/design_notes.md#fast_warp-corner-table).
+  (benchmarks/results/design_notes.md#warp-corner-table).
   """
   channels = images.shape[-1]
   rows, cols = images.shape[1] + 2 * _PAD, images.shape[2] + 2 * _PAD
@@ -551,7 +551,7 @@ def _sample_xy(images, x, y, align_corners):
 
   Evaluated without differentiation (inference, evaluation) this is the
   plain sampler, whose forward pass alone beats the corner-table gathers
-  below (benchmarks/results/design_notes.md#fast_warp-plain-forward). Under
+  below (benchmarks/results/design_notes.md#warp-plain-forward). Under
   `jax.grad` the forward pass gathers from the corner table and keeps the
   slopes for the hand-written backward pass.
   """
@@ -611,7 +611,7 @@ _sample_xy.defvjp(_sample_xy_fwd, _sample_xy_bwd)
 def bilinear_zeros(images, x, y, *, align_corners: bool):
   """Bilinear samples of `images` at per-axis normalised coordinates.
 
-  The fast batched form of `sample` (`stn_jax.fast_warp.warp` runs it):
+  The fast batched form of `sample` (`stn_jax.cpu.warp.warp` runs it):
   equals `sample(images[b], grid[b])` with
   `grid[b, p] = (x[b, p], y[b, p])`, bilinear, zeros padding.
 

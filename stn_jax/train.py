@@ -63,7 +63,7 @@ from stn_jax import input_pipeline
 from stn_jax import models
 from stn_jax import plotting
 from stn_jax import writers as writers_lib
-from stn_jax import xla_options
+from stn_jax.cpu import xla_options
 from stn_jax.optim import make_optimizer
 from stn_jax.optim import OPTIMIZERS
 from stn_jax.optim import SCHEDULES
@@ -254,7 +254,7 @@ def make_step_functions(config, schedule, mesh: Mesh, *, data_key,
   * `step_fn(state, batch) -> (state, metrics)`: `train_step` with the state
     replicated and the batch sharded; the state argument is donated;
     compiled with the XLA options set `config.train.xla_options`
-    (`stn_jax.xla_options`) for the mesh's platform.
+    (`stn_jax.cpu.xla_options`) for the mesh's platform.
   * `eval_fn(state, images, labels, weights)`: `eval_step`, batch sharded.
 
   With stacked keys (`data_key`, `distort_key` of shape `[S]`: S seeds

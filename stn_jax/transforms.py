@@ -204,7 +204,7 @@ class Transform:
     batch_coords: optional fast batched path, `(params [B, num_params],
       (h, w), *, align_corners, **kw) -> (x, y)` each `[B, h * w]`, the grids'
       x and y for the whole batch (`stn_jax.batch_coords`); None: the models'
-      fused warp (`stn_jax.fast_warp.warp`) falls back to the vmapped `grid`
+      fused warp (`stn_jax.cpu.warp.warp`) falls back to the vmapped `grid`
       and `sample`.
   """
   name: str

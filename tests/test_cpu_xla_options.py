@@ -1,4 +1,4 @@
-"""Tests of stn_jax.xla_options: the names, and that the options reach XLA
+"""Tests of stn_jax.cpu.xla_options: the names, and that the options reach XLA
 without changing what the train step computes."""
 
 import re
@@ -9,7 +9,7 @@ import pytest
 
 from configs import distorted_mnist
 from stn_jax import train
-from stn_jax import xla_options
+from stn_jax.cpu import xla_options
 from tests import _steps
 
 # A YNNPACK fusion built around a dot (a matmul of the dense layers).

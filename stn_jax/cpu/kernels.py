@@ -6,7 +6,7 @@ select-and-scatter. This module holds drop-in replacements that compute the
 same functions with operations XLA's CPU backend runs well (large matmuls
 and elementwise fusions). `stn_jax.models.build_model` gives them to the
 modules for `model.kernels="fast"` (`models.KERNELS`);
-`tests/test_fast_layers.py` checks values and gradients against the plain
+`tests/test_cpu_kernels.py` checks values and gradients against the plain
 versions.
 
 * `dft_conv`: a stride-1 convolution by DFT, `out = F_out (K(w) * F_in x)`:
@@ -239,7 +239,7 @@ def band_tile(out_width: int, kw: int) -> int:
   direct method's) but smaller matmuls and a larger stack of windows;
   `kw - 2` balances the two on the models' 9x9 and 5x5 first layers, and
   one strip covers the localisers' small second layers (4x4 and 1x1
-  outputs) (benchmarks/results/design_notes.md#fast_layers-band-tile).
+  outputs) (benchmarks/results/design_notes.md#kernels-band-tile).
   """
   if out_width <= kw:
     return out_width
@@ -323,17 +323,17 @@ def direct_conv_flops(in_size: Sequence[int], kernel: Sequence[int],
 # The DFT runs a layer only below half the direct method's multiply-adds:
 # its gradients are matmuls like its forward (XLA's backward is slow), but at
 # ratios nearer 1 `banded_conv` does better
-# (benchmarks/results/design_notes.md#fast_layers-dft-threshold).
+# (benchmarks/results/design_notes.md#kernels-dft-threshold).
 DFT_MAX_FLOP_RATIO = 0.5
 # Layers with at most this many input channels (the 1-channel first layers)
 # use `banded_conv`: XLA's gradients are slowest there, and a DFT does not pay
 # as the inverse transform of the many output maps dominates
-# (benchmarks/results/design_notes.md#fast_layers-banded-channels).
+# (benchmarks/results/design_notes.md#kernels-banded-channels).
 BANDED_MAX_CHANNELS = 4
 # Other layers that the DFT does not take use `banded_conv` too when their
 # stacked windows (kh * kw * Ho * Wo * C values per image) are at most this
 # many, as the localisers' small 5x5 20->20 layers, whose matmul gradients
-# beat XLA's (benchmarks/results/design_notes.md#fast_layers-banded-taps).
+# beat XLA's (benchmarks/results/design_notes.md#kernels-banded-taps).
 BANDED_MAX_TAPS = 20_000
 
 
@@ -407,7 +407,7 @@ def _first_max(a, b):
   `jnp.maximum`'s derivative splits ties 1/2 : 1/2, so a pool of tied values
   would share its gradient; first-wins is XLA's and torch's rule, and costs
   one select per pair instead of two selects and a divide
-  (benchmarks/results/design_notes.md#fast_layers-pool-ties).
+  (benchmarks/results/design_notes.md#kernels-pool-ties).
   """
   return jnp.maximum(a, b)
 
@@ -426,7 +426,7 @@ def max_pool(x, window: int = 2):
   (a balanced tree of maxima): elementwise work that XLA fuses into one
   loop, with an elementwise gradient, because XLA:CPU runs a reshape + max
   over the window axes (and its gradient's tie count) as slow library
-  reductions (benchmarks/results/design_notes.md#fast_layers-max-pool).
+  reductions (benchmarks/results/design_notes.md#kernels-max-pool).
 
   Args:
     x: `[B, H, W, C]`.

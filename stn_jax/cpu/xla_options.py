@@ -5,7 +5,7 @@
 `jax.jit(train_step, compiler_options=...)` on that platform; a platform
 without an entry compiles with XLA's defaults. The options change which
 library runs an operation, not what is computed: results are the same up to
-float rounding (`tests/test_xla_options.py` checks the step's loss, metrics
+float rounding (`tests/test_cpu_xla_options.py` checks the step's loss, metrics
 and update against the default compilation's).
 
 * "default": XLA's own choices everywhere.

@@ -1,4 +1,4 @@
-"""stn_jax.fast_layers against the plain XLA ops: values and gradients."""
+"""stn_jax.cpu.kernels against the plain XLA ops: values and gradients."""
 
 import functools
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import distorted_mnist
-from stn_jax import fast_layers
+from stn_jax.cpu import kernels as cpu_kernels
 from stn_jax import models
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -53,8 +53,8 @@ def _conv_inputs(case, seed=0):
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 def test_conv_matches_xla_values_and_gradients(impl, case):
   x, w, padding = _conv_inputs(case)
-  fast = {"dft": fast_layers.dft_conv,
-          "banded": fast_layers.banded_conv}[impl]
+  fast = {"dft": cpu_kernels.dft_conv,
+          "banded": cpu_kernels.banded_conv}[impl]
   f_ref = lambda x, w: _xla_conv(x, w, padding)
   f_new = lambda x, w: fast(x, w, padding=padding)
   ref, new = f_ref(x, w), jax.jit(f_new)(x, w)
@@ -83,7 +83,7 @@ def test_dft_conv_matches_xla_for_any_padding(padding):
   pad = lambda x: jax.lax.pad(x, 0.0, [(0, 0, 0)] + [(lo, hi, 0) for lo, hi
                                                    in padding] + [(0, 0, 0)])
   f_ref = lambda x, w: _xla_conv(pad(x), w, "VALID")
-  f_new = lambda x, w: fast_layers.dft_conv(x, w, padding=padding)
+  f_new = lambda x, w: cpu_kernels.dft_conv(x, w, padding=padding)
   ref, new = f_ref(x, w), jax.jit(f_new)(x, w)
   assert new.shape == ref.shape
   assert _rel_err(ref, new) < 1e-5
@@ -97,7 +97,7 @@ def test_dft_length_is_the_shortest_without_aliasing():
   # 7x7 SAME on 10x10: outputs read correlation lags -3..6 of support
   # -6..9, so 13 points suffice (the full support needs 16); one-sided
   # along w: 13 // 2 + 1 = 7 columns.
-  *_, (nu, nv), (ho, wo) = fast_layers._dft_matrices((10, 10), (7, 7),
+  *_, (nu, nv), (ho, wo) = cpu_kernels._dft_matrices((10, 10), (7, 7),
                                                      ((3, 3), (3, 3)))
   assert (nu, nv, ho, wo) == (13, 7, 10, 10)
 
@@ -106,7 +106,7 @@ def test_dft_length_is_the_shortest_without_aliasing():
     ("dft", CONV_CASES[0]), ("banded", CONV_CASES[2])])
 def test_conv_second_order_gradient_matches_xla(impl, case):
   x, w, padding = _conv_inputs(case)
-  conv = {"dft": fast_layers.dft_conv, "banded": fast_layers.banded_conv}[impl]
+  conv = {"dft": cpu_kernels.dft_conv, "banded": cpu_kernels.banded_conv}[impl]
 
   def hvp(conv):
     loss = lambda w: jnp.sum(jnp.tanh(conv(x, w, padding)))
@@ -121,7 +121,7 @@ def test_conv_second_order_gradient_matches_xla(impl, case):
 def test_banded_conv_any_tile_matches_xla(tile):
   # Tiles that do not divide the output width (the last strip overhangs).
   x, w, padding = _conv_inputs(CONV_CASES[2])
-  got = fast_layers.banded_conv(x, w, padding=padding, tile=tile)
+  got = cpu_kernels.banded_conv(x, w, padding=padding, tile=tile)
   assert _rel_err(_xla_conv(x, w, padding), got) < 1e-5
 
 
@@ -137,7 +137,7 @@ def test_banded_conv_any_tile_matches_xla(tile):
     (((8, 8), (5, 5), (20, 20), "VALID"), "banded"),
 ])
 def test_conv_algorithm_choice(args, algo):
-  assert fast_layers.conv_algorithm(*args) == algo
+  assert cpu_kernels.conv_algorithm(*args) == algo
 
 
 @pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[2],
@@ -147,7 +147,7 @@ def test_flax_conv_with_fast_primitive_matches_default(case):
   _, _, c, o, kh, kw, _ = case
   plain = nn.Conv(o, (kh, kw), padding=padding)
   fast = nn.Conv(o, (kh, kw), padding=padding,
-                 conv_general_dilated=fast_layers.conv_general_dilated)
+                 conv_general_dilated=cpu_kernels.conv_general_dilated)
   params = plain.init(jax.random.key(0), x)
   assert _rel_err(plain.apply(params, x), fast.apply(params, x)) < 1e-5
   loss = lambda m: lambda p: jnp.sum(m.apply(p, x) ** 2)
@@ -158,7 +158,7 @@ def test_flax_conv_with_fast_primitive_matches_default(case):
 
 def test_conv_general_dilated_falls_back_to_xla_for_strides():
   x, w, _ = _conv_inputs(CONV_CASES[0])
-  got = fast_layers.conv_general_dilated(x, w, (2, 2), "SAME",
+  got = cpu_kernels.conv_general_dilated(x, w, (2, 2), "SAME",
                                          dimension_numbers=NHWC)
   want = jax.lax.conv_general_dilated(x, w, (2, 2), "SAME",
                                       dimension_numbers=NHWC)
@@ -168,17 +168,17 @@ def test_conv_general_dilated_falls_back_to_xla_for_strides():
 def test_conv_bad_inputs_raise_clear_errors():
   x, w, _ = _conv_inputs(CONV_CASES[0])
   with pytest.raises(ValueError, match="input channels"):
-    fast_layers.dft_conv(x, w[:, :, :3])
+    cpu_kernels.dft_conv(x, w[:, :, :3])
   with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
-    fast_layers.dft_conv(x[0], w)
+    cpu_kernels.dft_conv(x[0], w)
   with pytest.raises(ValueError, match="padding"):
-    fast_layers.dft_conv(x, w, padding="FULL")
+    cpu_kernels.dft_conv(x, w, padding="FULL")
   with pytest.raises(ValueError, match="padding"):
-    fast_layers.banded_conv(x, w, padding=((-1, 0), (0, 0)))
+    cpu_kernels.banded_conv(x, w, padding=((-1, 0), (0, 0)))
   with pytest.raises(ValueError, match="tile"):
-    fast_layers.banded_conv(x, w, tile=0)
+    cpu_kernels.banded_conv(x, w, tile=0)
   with pytest.raises(ValueError, match="no output"):
-    fast_layers.banded_conv(x[:, :3, :3], w, padding="VALID")
+    cpu_kernels.banded_conv(x[:, :3, :3], w, padding="VALID")
 
 
 @pytest.mark.parametrize("shape", [(2, 28, 28, 3), (2, 21, 21, 4),
@@ -189,10 +189,10 @@ def test_max_pool_matches_flax(shape):
   x = jnp.asarray(rng.permutation(np.prod(shape)).reshape(shape),
                   jnp.float32)
   ref = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
-  np.testing.assert_array_equal(fast_layers.max_pool(x, 2), ref(x))
+  np.testing.assert_array_equal(cpu_kernels.max_pool(x, 2), ref(x))
   g = jnp.asarray(rng.standard_normal(ref(x).shape), jnp.float32)
   np.testing.assert_array_equal(
-      jax.vjp(lambda x: fast_layers.max_pool(x, 2), x)[1](g)[0],
+      jax.vjp(lambda x: cpu_kernels.max_pool(x, 2), x)[1](g)[0],
       jax.vjp(ref, x)[1](g)[0])
 
 
@@ -203,17 +203,17 @@ def test_max_pool_ties_give_the_gradient_to_the_first_maximum(window):
   x = jnp.asarray(rng.integers(0, 3, (2, 12, 12, 3)), jnp.float32)
   ref = lambda x: nn.max_pool(x, (window, window), strides=(window, window))
   g = jnp.asarray(rng.standard_normal(ref(x).shape), jnp.float32)
-  ours = jax.vjp(lambda x: fast_layers.max_pool(x, window), x)[1](g)[0]
+  ours = jax.vjp(lambda x: cpu_kernels.max_pool(x, window), x)[1](g)[0]
   np.testing.assert_array_equal(ours, jax.vjp(ref, x)[1](g)[0])
   # A window of four equal values: all of the gradient to its first pixel.
-  grad = jax.grad(lambda x: fast_layers.max_pool(x, 2).sum())(
+  grad = jax.grad(lambda x: cpu_kernels.max_pool(x, 2).sum())(
       jnp.zeros((1, 2, 2, 1)))
   np.testing.assert_array_equal(grad[0, :, :, 0], [[1, 0], [0, 0]])
 
 
 def test_max_pool_bad_input():
   with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
-    fast_layers.max_pool(jnp.zeros((4, 4)), 2)
+    cpu_kernels.max_pool(jnp.zeros((4, 4)), 2)
 
 
 @pytest.mark.parametrize("arg", ["r,cnn", "rts,cnn", "r,st_cnn,affine",

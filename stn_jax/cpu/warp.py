@@ -5,11 +5,11 @@
 at once, in forms XLA's CPU backend runs well. Same values (up to float32
 rounding: the coordinates come from a matmul, ~1e-6) and the same gradients
 w.r.t. both the images and the transform parameters, torch's conventions at
-the image edges included; `tests/test_fast_warp.py` checks both against the
+the image edges included; `tests/test_cpu_warp.py` checks both against the
 plain path.
 
 What it changes from the plain path, and why
-(benchmarks/results/design_notes.md#fast_warp-fused-path):
+(benchmarks/results/design_notes.md#warp-fused-path):
 
 * The plain grid `[B, h, w, 2]` interleaves x and y. The sampler reads them as
   strided slices; in the backward pass their gradients are padded back into
@@ -35,20 +35,20 @@ images with "bilinear" sampling and "zeros" padding, through a family with a
 batched coordinate path (`Transform.batch_coords`: the built-in families),
 are fused (the paper's MNIST models): with several channels the corner table
 holds four copies of the image and the plain path is faster
-(benchmarks/results/design_notes.md#fast_warp-single-channel-only), so other
+(benchmarks/results/design_notes.md#warp-single-channel-only), so other
 inputs and options take it; it computes the same function. Reverse-mode only
 (`jax.grad`, `jax.vjp`); use `make_grid` + `sample` for forward-mode.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from stn_jax import _checks
 from stn_jax import grids
 from stn_jax import sampler
 from stn_jax import transforms
+from stn_jax import warping
 
 
 def warp(images, params, *, transform: str, output_size,
@@ -95,27 +95,10 @@ def warp(images, params, *, transform: str, output_size,
         f"parameter vector per image), got shape {list(params.shape)}.")
   if (family.batch_coords is None or method != "bilinear" or
       padding_mode != "zeros" or images.shape[-1] != 1):
-    return plain_warp(images, params, transform=transform, output_size=shape,
-                      align_corners=align_corners, method=method,
-                      padding_mode=padding_mode, **transform_kwargs)
+    return warping.warp(images, params, transform=transform, output_size=shape,
+                        align_corners=align_corners, method=method,
+                        padding_mode=padding_mode, **transform_kwargs)
   x, y = family.batch_coords(params, shape, align_corners=align_corners,
                              **transform_kwargs)
   out = sampler.bilinear_zeros(images, x, y, align_corners=align_corners)
   return out.reshape((images.shape[0],) + shape + (images.shape[-1],))
-
-
-def plain_warp(images, params, *, transform: str, output_size,
-               align_corners: bool = False, method: str = "bilinear",
-               padding_mode: str = "zeros", **transform_kwargs):
-  """`warp` as the vmapped `make_grid` + `sample` (the reference path).
-
-  Same arguments, shapes and result as `warp`; forward- and reverse-mode
-  differentiable.
-  """
-  shape = _checks.check_output_shape("output_size", output_size, 2)
-  grid = jax.vmap(lambda p: transforms.make_grid(
-      transform, p, shape, align_corners=align_corners,
-      **transform_kwargs))(params)
-  return jax.vmap(lambda im, g: sampler.sample(
-      im, g, method=method, padding_mode=padding_mode,
-      align_corners=align_corners))(images, grid)

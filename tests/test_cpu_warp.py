@@ -1,4 +1,4 @@
-"""stn_jax.fast_warp: the fused grid + sampling against the plain path and torch.
+"""stn_jax.cpu.warp: the fused grid + sampling against the plain path and torch.
 
 `warp` must compute `vmap(sample)(images, vmap(make_grid)(params))`: the same
 values and the same gradients w.r.t. images and transform parameters, for
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import stn_jax
-from stn_jax import fast_warp
+from stn_jax.cpu import warp as cpu_warp
 from stn_jax import sampler
 
 CASES = [("affine", {}), ("attention", {}), ("projective", {}),
@@ -38,7 +38,7 @@ def _params(transform, kw, rng, scale):
 @functools.lru_cache(maxsize=None)
 def _value_and_grads(impl, transform, kw_items, align_corners, out_shape):
   """Jitted (images, params, cotangent) -> (out, d images, d params)."""
-  warp = {"fast": fast_warp.warp, "xla": fast_warp.plain_warp}[impl]
+  warp = {"fast": cpu_warp.warp, "xla": stn_jax.warp}[impl]
   fn = functools.partial(warp, transform=transform,
                          output_size=out_shape, align_corners=align_corners,
                          **dict(kw_items))
@@ -96,15 +96,17 @@ def test_identity_reproduces_the_input_with_the_same_gradients(transform):
   assert np.any(np.asarray(fast[2]) != 0)  # The one-sided derivative.
 
 
+@pytest.mark.parametrize("warp", [cpu_warp.warp, stn_jax.warp],
+                         ids=["cpu.warp", "stn_jax.warp"])
 @pytest.mark.parametrize("align_corners", [True, False])
-def test_affine_warp_matches_torch(align_corners):
+def test_affine_warp_matches_torch(warp, align_corners):
   rng = np.random.default_rng(3)
   images = _images(rng)
   theta = _params("affine", {}, rng, scale=0.3)
   cot = rng.standard_normal((BATCH,) + OUT_SHAPE + (CHANNELS,)).astype(
       np.float32)
   out, vjp = jax.vjp(functools.partial(
-      fast_warp.warp, transform="affine", output_size=OUT_SHAPE,
+      warp, transform="affine", output_size=OUT_SHAPE,
       align_corners=align_corners), images, theta)
   d_images, d_theta = vjp(jnp.asarray(cot))
 
@@ -135,16 +137,16 @@ def test_unfused_options_take_the_plain_path(method, padding_mode):
   params = _params("affine", {}, rng, scale=0.3)
   kw = dict(transform="affine", output_size=OUT_SHAPE, align_corners=False,
             method=method, padding_mode=padding_mode)
-  np.testing.assert_array_equal(fast_warp.warp(images, params, **kw),
-                                fast_warp.plain_warp(images, params, **kw))
+  np.testing.assert_array_equal(cpu_warp.warp(images, params, **kw),
+                                stn_jax.warp(images, params, **kw))
 
 
 def test_bilinear_zeros_keeps_the_image_dtype():
   rng = np.random.default_rng(5)
   images = _images(rng).astype(jnp.bfloat16)
   params = _params("affine", {}, rng, scale=0.3)
-  out = fast_warp.warp(images, params, transform="affine",
-                       output_size=OUT_SHAPE)
+  out = cpu_warp.warp(images, params, transform="affine",
+                      output_size=OUT_SHAPE)
   assert out.dtype == jnp.bfloat16
   assert out.shape == (BATCH,) + OUT_SHAPE + (CHANNELS,)
 
@@ -154,24 +156,24 @@ def test_bad_inputs_raise_clear_errors():
   params = jnp.zeros((2, 6))
   kw = dict(transform="affine", output_size=(4, 4))
   with pytest.raises(ValueError, match="transform"):
-    fast_warp.warp(images, params, **dict(kw, transform="similarity"))
+    cpu_warp.warp(images, params, **dict(kw, transform="similarity"))
   with pytest.raises(ValueError, match="params"):
-    fast_warp.warp(images, jnp.zeros((2, 5)), **kw)
+    cpu_warp.warp(images, jnp.zeros((2, 5)), **kw)
   with pytest.raises(ValueError, match="params"):
-    fast_warp.warp(images, jnp.zeros((3, 6)), **kw)
+    cpu_warp.warp(images, jnp.zeros((3, 6)), **kw)
   with pytest.raises(ValueError, match="images"):
-    fast_warp.warp(images[0], params, **kw)
+    cpu_warp.warp(images[0], params, **kw)
   with pytest.raises(ValueError, match="images"):
-    fast_warp.warp(images.astype(jnp.int32), params, **kw)
+    cpu_warp.warp(images.astype(jnp.int32), params, **kw)
   with pytest.raises(ValueError, match="output_size"):
-    fast_warp.warp(images, params, **dict(kw, output_size=(4, 0)))
+    cpu_warp.warp(images, params, **dict(kw, output_size=(4, 0)))
   with pytest.raises(ValueError, match="padding_mode"):
-    fast_warp.warp(images, params, padding_mode="wrap", **kw)
+    cpu_warp.warp(images, params, padding_mode="wrap", **kw)
   with pytest.raises(ValueError, match="no keyword options"):
-    fast_warp.warp(images, params, num_points=4, **kw)
+    cpu_warp.warp(images, params, num_points=4, **kw)
   with pytest.raises(ValueError, match="num_points"):
-    fast_warp.warp(images, jnp.zeros((2, 10)), transform="tps",
-                   output_size=(4, 4), num_points=5)
+    cpu_warp.warp(images, jnp.zeros((2, 10)), transform="tps",
+                  output_size=(4, 4), num_points=5)
 
 
 def test_kernel_with_several_channels_matches_the_sampler():
@@ -201,7 +203,7 @@ def test_differentiated_forward_gives_the_plain_values():
   rng = np.random.default_rng(7)
   images = _images(rng)
   params = _params("projective", {}, rng, scale=0.3)
-  fn = functools.partial(fast_warp.warp, transform="projective",
+  fn = functools.partial(cpu_warp.warp, transform="projective",
                          output_size=OUT_SHAPE, align_corners=False)
   np.testing.assert_allclose(jax.vjp(fn, images, params)[0],
                              fn(images, params), atol=1e-6)
