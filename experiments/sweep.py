@@ -73,6 +73,7 @@ import sys
 import time
 
 from experiments import sweep_grid
+from stn_jax import stderr_capture
 
 _PR_SET_PDEATHSIG = 1
 PROG = "experiments.sweep"
@@ -143,7 +144,7 @@ def grid_definition(config_spec: str, settings: list, seeds: int,
   config_file, config_arg = sweep_grid.split_config_spec(config_spec)
   config = sweep_grid.load_config(config_spec)
   settings = sweep_grid.check_settings(config, settings, where)
-  with _HeldStderr():  # TensorFlow's start-up notes, printed at import.
+  with stderr_capture.HeldStderr():  # TensorFlow's start-up notes, printed at import.
     from stn_jax import train  # pylint: disable=g-import-not-at-top
   models = {}
   for i, s in enumerate(settings):
@@ -641,30 +642,6 @@ def main(argv=None):
     return run_local(jobs, ctx, args.parallel)
   from experiments import launchers  # pylint: disable=g-import-not-at-top
   return launchers.submit(jobs, ctx, args)
-
-
-class _HeldStderr:
-  """Holds file descriptor 2 while importing TensorFlow (its C++ start-up
-  notes); releases what it held only when the block raises."""
-
-  def __enter__(self):
-    import tempfile  # pylint: disable=g-import-not-at-top
-    sys.stderr.flush()
-    self._file = tempfile.TemporaryFile()
-    self._saved = os.dup(2)
-    os.dup2(self._file.fileno(), 2)
-    return self
-
-  def __exit__(self, exc_type, exc, tb):
-    sys.stderr.flush()
-    os.dup2(self._saved, 2)
-    os.close(self._saved)
-    self._file.seek(0)
-    held = self._file.read()
-    self._file.close()
-    if exc_type is not None and held:
-      os.write(2, held)
-    return False
 
 
 if __name__ == "__main__":

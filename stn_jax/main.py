@@ -32,7 +32,6 @@ import difflib
 import os
 import re
 import sys
-import tempfile
 from typing import NoReturn, Optional, Sequence
 
 from absl import app
@@ -41,6 +40,8 @@ from absl import logging
 import jax
 import ml_collections
 from ml_collections import config_flags
+
+from stn_jax import stderr_capture
 
 # `stn_jax.train` is imported in `main`, once the command line is known to be
 # good: it loads TensorFlow (through clu's metric writers), whose C++ logging
@@ -190,39 +191,6 @@ def parse_flags(argv: Sequence[str]) -> list:
 # -------------------------------------------------------------------- main
 
 
-class _HeldStderr:
-  """Holds what is written to file descriptor 2 (C++ libraries included).
-
-  Used around imports whose native libraries print start-up notes: `release`
-  writes the held bytes to stderr; an exception inside the block releases them
-  at once; dropped otherwise.
-  """
-
-  def __enter__(self):
-    sys.stderr.flush()
-    self._file = tempfile.TemporaryFile()
-    self._saved = os.dup(2)
-    os.dup2(self._file.fileno(), 2)
-    self.held = b""
-    return self
-
-  def __exit__(self, exc_type, exc, tb):
-    sys.stderr.flush()
-    os.dup2(self._saved, 2)
-    os.close(self._saved)
-    self._file.seek(0)
-    self.held = self._file.read()
-    self._file.close()
-    if exc_type is not None:
-      self.release()
-    return False
-
-  def release(self) -> None:
-    if self.held:
-      os.write(2, self.held)
-      self.held = b""
-
-
 # Libraries whose INFO records only repeat what the run says itself: orbax
 # (several lines per checkpoint), TFDS (dataset reading) and jax's backend
 # probe ("Unable to initialize backend 'tpu'" on every CPU machine).
@@ -267,7 +235,7 @@ def main(argv):
     config.keys()  # A config file that failed to load raises OSError here.
   except (app.UsageError, OSError) as e:
     usage_error(_one_line(e))
-  with _HeldStderr() as held:  # TensorFlow's start-up notes.
+  with stderr_capture.HeldStderr() as held:  # TensorFlow's start-up notes.
     from stn_jax import train  # pylint: disable=g-import-not-at-top
   try:  # Here, once: a bad value is one line before any work.
     train.validate_config(config)
