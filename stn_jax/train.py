@@ -539,7 +539,8 @@ def _stop_on_non_finite(metrics, done: int, axis: SeedAxis, managers,
 def _results(config, *, axis: SeedAxis, i: int, workdir: str, evaluation,
              num_params: int, final_step: int, num_test: int,
              start_time: float, train_time: float, trained_steps: int,
-             start_step: int, num_devices: int) -> dict:
+             start_step: int, num_devices: int,
+             run_time: Optional[float]) -> dict:
   """Seed number `i`'s results dict (see `train_and_evaluate`)."""
   seed = axis.seeds[i]
   seed_config = config.copy_and_resolve_references()
@@ -557,6 +558,9 @@ def _results(config, *, axis: SeedAxis, i: int, workdir: str, evaluation,
       "test_loss": evaluation["test_loss"],
       "num_test_examples": num_test,
       "wall_time_s": time.time() - start_time,
+      # Every process of the run, resumes included (None: unknown, an
+      # earlier process predates the field).
+      "run_time_s": run_time,
       # Examples of this model per second of training steps.
       "examples_per_s": (trained_steps * config.train.batch_size / train_time
                          if train_time else None),
@@ -589,9 +593,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Returns:
     The dict written to `workdir/results.json`: distortion, model, transform,
     protocol, seed, num_params, steps, test_error (%), test_loss,
-    num_test_examples, wall_time_s (this process), examples_per_s (training
-    only, per model), seeds_in_step (1 here), device, num_devices,
-    resumed_from_step, eval_curve ([[step, test_error], ...] of every
+    num_test_examples, wall_time_s (this process), run_time_s (every
+    process of the run, resumes included; None when an earlier process
+    predates the field), examples_per_s (training only, per model),
+    seeds_in_step (1 here), device, num_devices, resumed_from_step, eval_curve ([[step, test_error], ...] of every
     evaluation, from `metrics.jsonl`), config.
 
   Raises:
@@ -675,10 +680,20 @@ class _Run(NamedTuple):
   evaluate: Callable  # (state, step) -> per-seed test scalars, written out.
   writers: list
   is_main: bool
+  started: float  # time.time() when this process started the run.
+  # Seconds earlier processes spent to reach `start_step` (None: unknown).
+  prior_run_time: Optional[float]
+
+  def run_time(self) -> Optional[float]:
+    """Seconds of every process of this run so far (None: unknown)."""
+    if self.prior_run_time is None:
+      return None
+    return self.prior_run_time + time.time() - self.started
 
 
 def _start_run(config, axis: SeedAxis, dirs) -> _Run:
   """Devices, data, model, restored-or-new state, step functions, writers."""
+  started = time.time()
   t = config.train
   mesh = make_mesh()
   _check_devices(t, int(mesh.devices.size))
@@ -716,8 +731,11 @@ def _start_run(config, axis: SeedAxis, dirs) -> _Run:
                        "seed": s})
   evaluate_fn = _make_run_eval(config, model, eval_fn, data, mesh, axis,
                                writers, is_main=is_main)
+  prior = writers_lib.read_run_time(
+      os.path.join(dirs[0], writers_lib.METRICS_FILE), start_step)
   return _Run(axis, dirs, mesh, data, model, managers, state, start_step,
-              num_params, batch_fn, step_fn, evaluate_fn, writers, is_main)
+              num_params, batch_fn, step_fn, evaluate_fn, writers, is_main,
+              started, prior)
 
 
 def _make_run_eval(config, model, eval_fn, data, mesh, axis: SeedAxis,
@@ -788,8 +806,11 @@ def _train_loop(config, run: _Run) -> tuple:
     if line:
       logging.info("%s", line)
     if log:
+      run_time = run.run_time()
       for i, row in enumerate(rows):
         row.update(interval.scalars(axis, i, metrics, t.batch_size))
+        if run_time is not None:  # Read back by a later resume.
+          row["run_time_s"] = run_time
       interval = _Interval()
     if itstime(done, t.checkpoint_every, t.num_steps):
       for i, m in enumerate(run.managers):
@@ -829,7 +850,7 @@ def _write_results(config, run: _Run, evaluation, *, final_step: int,
         num_test=int(len(run.data.x_test)), start_time=start_time,
         train_time=timing.train_time, trained_steps=timing.trained_steps,
         start_step=int(run.start_step),
-        num_devices=int(run.mesh.devices.size))
+        num_devices=int(run.mesh.devices.size), run_time=run.run_time())
     if run.is_main:
       with open(os.path.join(d, "results.json"), "w") as f:
         json.dump(results, f, indent=2)

@@ -124,3 +124,23 @@ def read_eval_curve(metrics_path: str) -> list:
         if "test_error" in row:
           curve[int(row["step"])] = float(row["test_error"])
   return [[k, curve[k]] for k in sorted(curve)]
+
+
+def read_run_time(metrics_path: str, at_step: int):
+  """Seconds the run's earlier processes spent to reach `at_step`.
+
+  The `run_time_s` of the last row (file order) at a step <= `at_step` of a
+  run's `metrics.jsonl`: 0.0 for `at_step` 0 (a new run); None when no such
+  row has it (rows written before the field existed), so a resumed run's
+  total time is unknown rather than undercounted.
+  """
+  if at_step == 0:
+    return 0.0
+  found = None
+  if os.path.exists(metrics_path):
+    with open(metrics_path) as f:
+      for line in f:
+        row = json.loads(line)
+        if int(row["step"]) <= at_step and "run_time_s" in row:
+          found = float(row["run_time_s"])
+  return found

@@ -71,3 +71,14 @@ def test_every_reading_of_every_group_exists():
   assert len({r["name"] for r in runs}) == len(runs)
   with pytest.raises(ValueError, match="unknown"):
     ablations.get_sweep("nope")
+
+
+def test_several_seeds_of_an_fcn_reading_train_as_one_vmapped_group():
+  runs = ablations.get_sweep("rts_fcn_width+rts3")
+  width = [r for r in runs if "mom_h256" in r["name"]]
+  assert [r["name"] for r in width] == [
+      f"rts-fcn-paper-mom_h256-s{s}" for s in (0, 1, 2)]
+  assert {r["group"] for r in width} == {"rts-fcn-paper-mom_h256"}
+  assert [r["overrides"]["seed"] for r in width] == [0, 1, 2]
+  # One seed: its own process.
+  assert all(r["group"] is None for r in runs if r not in width)

@@ -120,10 +120,36 @@ def test_a_missed_target_and_a_superseded_protocol(tmp_path, record):
   _report(tmp_path / "runs", out)
   md = (out / "table1.md").read_text()
   assert ("- R FCN: 3.00 vs paper 2.1 (target <= paper + 0.3): MISSED by "
-          "0.60") in md
+          "0.60; likely cause: not analysed yet") in md
   assert "Superseded: the `quick` protocol is now" in md
   # The superseded runs do not count as the current protocol's.
   assert "## Protocol `quick`\n\nNo runs at its current settings" in md
+
+
+def test_resumed_runs_count_every_process_or_are_marked(tmp_path, record):
+  # Seed 0 resumed by a process that recorded the whole run's time; seed 1
+  # resumed by an older one that recorded its own time only.
+  whole = _variant(record, seed=0, error=2.0, wall=100.0)
+  whole.update(resumed_from_step=75_000, run_time_s=900.0)
+  old = _variant(record, seed=1, error=2.2, wall=300.0)
+  old.update(resumed_from_step=75_000)
+  _write(tmp_path / "runs", [whole])
+  out = tmp_path / "out"
+  _report(tmp_path / "runs", out)
+  md = (out / "table1.md").read_text()
+  assert "| sgd lr 0.01 step | 900 | " in md
+  assert "Wall time of all 1 runs: 15 min" in md
+  assert "older than the records' `run_time_s`" not in md
+  _write(tmp_path / "runs", [whole, old])
+  _report(tmp_path / "runs", out)
+  md = (out / "table1.md").read_text()
+  assert "| sgd lr 0.01 step | 600* | " in md  # mean of 900 and 300
+  assert "Wall time of all 2 runs: at least 20 min" in md
+  assert "older than the records' `run_time_s`" in md
+  with open(out / "table1.csv") as f:
+    row = [r for r in csv.DictReader(f) if r["protocol"] == "paper"
+           and r["model"] == "fcn" and r["distortion"] == "r"][0]
+  assert row["wall_time_partial"] == "1"
 
 
 def test_default_runs_from_a_folder(tmp_path, record):

@@ -54,3 +54,21 @@ def test_read_eval_curve_keeps_the_last_value_of_a_step(tmp_path):
   assert writers.read_eval_curve(str(path)) == [[10, 5.0], [20, 3.5]]
   assert writers.read_eval_curve(str(tmp_path / "missing.jsonl")) == []
 
+
+def test_read_run_time_takes_the_last_row_at_or_before_the_step(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  # A process reached step 30 and was killed; the next resumed from step 20
+  # and was killed at 25; the third resumes from step 20 again.
+  rows = [{"step": 10, "run_time_s": 1.0}, {"step": 20, "run_time_s": 2.0},
+          {"step": 20, "test_error": 4.0}, {"step": 30, "run_time_s": 3.0},
+          {"step": 20, "run_time_s": 2.5}, {"step": 25, "run_time_s": 3.5}]
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  assert writers.read_run_time(str(path), 20) == 2.5
+  assert writers.read_run_time(str(path), 15) == 1.0
+  assert writers.read_run_time(str(path), 0) == 0.0
+  assert writers.read_run_time(str(path), 5) is None
+  # Rows written before the field existed: unknown, not 0.
+  old = tmp_path / "old.jsonl"
+  old.write_text(json.dumps({"step": 10, "train_loss": 1.0}) + "\n")
+  assert writers.read_run_time(str(old), 10) is None
+  assert writers.read_run_time(str(tmp_path / "missing.jsonl"), 10) is None

@@ -286,6 +286,12 @@ def test_vmapped_seeds_resume_mid_run_and_one_seed_ahead(mock_dir, tmp_path,
     ahead = train.train_and_evaluate_seeds(cfg, dirs)
   assert [r["resumed_from_step"] for r in mid] == [3, 3]
   assert [r["resumed_from_step"] for r in ahead] == [3, 3]
+  # run_time_s counts every process: a resumed run's includes the time the
+  # killed process took to reach step 3, which its own wall time does not.
+  for r in full:
+    assert 0 < r["run_time_s"] <= r["wall_time_s"]
+  for r in mid + ahead:
+    assert r["run_time_s"] > r["wall_time_s"]
   for runs in (mid, ahead):
     for got, want in zip(runs, full):
       assert got["steps"] == want["steps"] == 6
