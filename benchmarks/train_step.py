@@ -19,7 +19,11 @@ step (forward, backward, SGD update) at batch 256:
   see `stn_jax.cpu.xla_options`).
 * PyTorch: an equivalent model written here with `torch.nn` (same layers,
   widths, transformer and sampler semantics: `affine_grid`/`grid_sample`,
-  and the same projective and TPS grids), `torch.optim.SGD`.
+  and the same projective and TPS grids), `torch.optim.SGD`; its step does
+  the JAX step's work: the update and the metrics the project's
+  `train_step` returns (loss, batch error, global gradient norm). It is
+  timed a second time without the error and the norm ("loss-only"), and
+  that ratio is reported beside.
 
 Both run on the same random inputs after a warm-up, in alternating blocks
 of consecutive steps (`--rounds` blocks each, as in training, each at least
@@ -60,6 +64,7 @@ ROWS = (
     ("r", "st_fcn", "tps"),
     ("r", "st_cnn", "affine"), ("r", "st_cnn", "projective"),
     ("r", "st_cnn", "tps"),
+    ("rts", "fcn", None), ("rts", "st_fcn", "affine"),
     ("rts", "cnn", None), ("rts", "st_cnn", "affine"),
 )
 
@@ -237,7 +242,22 @@ def bench_row(dist, model_name, transform, *, batch, reps, warmup,
   xt = torch.tensor(x.transpose(0, 3, 1, 2).copy())
   yt = torch.tensor(y.astype(np.int64))
 
+  params = list(tm.parameters())
+
   def torch_step():
+    # The JAX step's work: the update and its metrics (loss, batch error,
+    # global gradient norm), which a torch loop that logs them computes too.
+    topt.zero_grad(set_to_none=True)
+    logits = tm(xt)
+    loss = torch.nn.functional.cross_entropy(logits, yt)
+    loss.backward()
+    error = 100.0 * (logits.argmax(1) != yt).float().mean()
+    grad_norm = torch.linalg.vector_norm(torch.stack(
+        [torch.linalg.vector_norm(p.grad) for p in params]))
+    topt.step()
+    return loss, error, grad_norm
+
+  def torch_loss_only_step():
     topt.zero_grad(set_to_none=True)
     loss = torch.nn.functional.cross_entropy(tm(xt), yt)
     loss.backward()
@@ -252,7 +272,8 @@ def bench_row(dist, model_name, transform, *, batch, reps, warmup,
   for _ in range(warmup):
     state = jax_step(state)
     torch_step()
-  jt, tt = [], []
+    torch_loss_only_step()
+  jt, tt, lt = [], [], []
   per_round = max(1, -(-reps // rounds))
 
   def block(step, times):
@@ -276,13 +297,17 @@ def bench_row(dist, model_name, transform, *, batch, reps, warmup,
   for _ in range(rounds):
     block(jax_step_inplace, jt)
     block(torch_step, tt)
+    block(torch_loss_only_step, lt)
   jm, tmed = statistics.median(jt), statistics.median(tt)
+  lmed = statistics.median(lt)
   name = model_name + (f"_{transform}" if transform else "")
   return {
       "distortion": dist, "canvas": size, "model": name, "batch": batch,
       "num_params": models.count_params(state.params),
       "jax_examples_per_s": batch / jm, "torch_examples_per_s": batch / tmed,
       "ratio": tmed / jm, "jax_median_ms": 1e3 * jm,
+      "torch_loss_only_examples_per_s": batch / lmed,
+      "ratio_vs_loss_only": lmed / jm,
       "torch_median_ms": 1e3 * tmed, "jax_min_ms": 1e3 * min(jt),
       "torch_min_ms": 1e3 * min(tt), "compile_s": compile_s,
       "jax_peak_bytes": peak_bytes, "reps": reps, "kernels": kernels,
@@ -309,13 +334,17 @@ def write_markdown(rows, meta, path):
            f"jax {meta['jax']}, torch {meta['torch']} "
            f"({meta['torch_threads']} threads); {meta['date']}.", "",
            "Medians over alternating blocks of steps after warm-up; ratio = "
-           "JAX examples/s / torch examples/s (goal: >= 1.0). JAX "
+           "JAX examples/s / torch examples/s (goal: >= 1.0). Both steps do "
+           "the same work: forward, backward, SGD update and the metrics the "
+           "project's step returns (loss, batch error, global gradient "
+           "norm); torch loss-only is torch's step without the error and "
+           "the norm, and its ratio is shown beside. JAX "
            f"conv/pool kernels: `{meta['kernels']}` (`stn_jax.cpu.kernels`).",
            "",
            "| canvas | model | params | JAX micro-batch | JAX XLA options | "
-           "JAX img/s | torch img/s | ratio | goal | compile (s) | "
-           "JAX peak MiB |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "JAX img/s | torch img/s | ratio | goal | torch loss-only img/s | "
+           "ratio vs loss-only | compile (s) | JAX peak MiB |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     peak = ("" if r["jax_peak_bytes"] is None
             else f"{r['jax_peak_bytes'] / 2**20:.0f}")
@@ -324,7 +353,9 @@ def write_markdown(rows, meta, path):
         f"| {r['canvas']}x{r['canvas']} | {r['model']} | {r['num_params']} | "
         f"{r['jax_micro_batch_size'] or r['batch']} | {r['xla_options']} | "
         f"{r['jax_examples_per_s']:.0f} | {r['torch_examples_per_s']:.0f} | "
-        f"{r['ratio']:.2f} | {goal} | {r['compile_s']:.1f} | {peak} |")
+        f"{r['ratio']:.2f} | {goal} | "
+        f"{r['torch_loss_only_examples_per_s']:.0f} | "
+        f"{r['ratio_vs_loss_only']:.2f} | {r['compile_s']:.1f} | {peak} |")
   # Keep the hand-written analysis below NOTES_MARKER of an existing file.
   notes = ""
   if os.path.exists(path):
@@ -374,7 +405,10 @@ def main():
                     options=args.xla_options)
     print(f"{dist:>4} {name:<20} JAX {row['jax_examples_per_s']:7.0f} img/s  "
           f"torch {row['torch_examples_per_s']:7.0f} img/s  "
-          f"ratio {row['ratio']:.2f}  compile {row['compile_s']:.1f} s",
+          f"ratio {row['ratio']:.2f}  (loss-only torch "
+          f"{row['torch_loss_only_examples_per_s']:7.0f}: "
+          f"{row['ratio_vs_loss_only']:.2f})  "
+          f"compile {row['compile_s']:.1f} s",
           flush=True)
     rows.append(row)
   meta = {
