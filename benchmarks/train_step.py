@@ -66,6 +66,11 @@ ROWS = (
     ("r", "st_cnn", "tps"),
     ("rts", "fcn", None), ("rts", "st_fcn", "affine"),
     ("rts", "cnn", None), ("rts", "st_cnn", "affine"),
+    # The other families on RTS, for the transform-family page
+    # (experiments/compare_transforms.py).
+    ("rts", "st_fcn", "attention"), ("rts", "st_fcn", "projective"),
+    ("rts", "st_fcn", "tps"), ("rts", "st_cnn", "attention"),
+    ("rts", "st_cnn", "projective"), ("rts", "st_cnn", "tps"),
 )
 
 
@@ -137,12 +142,18 @@ def _torch_localizer(model_cfg, size, num_params):
 
 
 class TorchST(torch.nn.Module):
-  """Localiser -> grid (affine / projective / TPS) -> grid_sample -> classifier."""
+  """Localiser -> grid (affine / attention / projective / TPS) -> grid_sample
+  -> classifier."""
+
+  KINDS = ("affine", "attention", "projective", "tps")
 
   def __init__(self, model_cfg, size):
     super().__init__()
     kw = dict(models.transform_kwargs(model_cfg))
     self.kind = model_cfg.transform
+    if self.kind not in self.KINDS:
+      raise ValueError(f"TorchST: no torch grid for transform "
+                       f"{self.kind!r}; expected one of {self.KINDS}.")
     n = stn_jax.num_params(self.kind, **kw)
     self.loc, self.theta = _torch_localizer(model_cfg, size, n)
     with torch.no_grad():
@@ -175,6 +186,12 @@ class TorchST(torch.nn.Module):
     if self.kind == "affine":
       return torch.nn.functional.affine_grid(
           p.view(b, 2, 3), (b, 1, h, w), align_corners=True)
+    if self.kind == "attention":  # (s, tx, ty): [[s, 0, tx], [0, s, ty]].
+      s, tx, ty = p.unbind(1)
+      zero = torch.zeros_like(s)
+      theta = torch.stack([s, zero, tx, zero, s, ty], 1).view(b, 2, 3)
+      return torch.nn.functional.affine_grid(theta, (b, 1, h, w),
+                                             align_corners=True)
     if self.kind == "projective":
       m = torch.cat([p, torch.ones(b, 1, dtype=p.dtype)], 1).view(b, 3, 3)
       hom = self.base @ m.transpose(1, 2)  # [B, h*w, 3]

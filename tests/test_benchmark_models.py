@@ -6,6 +6,7 @@ shape, for each model family and the readings that change the architecture
 """
 
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -20,6 +21,7 @@ CASES = [
     ("r", "cnn", None, {"classifier.padding": "VALID"}),
     ("rts", "cnn", None, {"classifier.padding": "VALID"}),
     ("r", "st_fcn", "tps", {}), ("rts", "st_fcn", "affine", {}),
+    ("rts", "st_fcn", "attention", {}), ("rts", "st_cnn", "attention", {}),
     ("rts", "st_fcn", "affine", {"st_downsample_by": "avg_pool"}),
     ("r", "st_cnn", "projective", {}),
     ("rts", "st_cnn", "affine", {"st_downsample_by": "avg_pool"}),
@@ -49,3 +51,28 @@ def test_torch_model_matches_jax_model(dist, model, transform, overrides):
 
 def test_cases_cover_every_model():
   assert {c[1] for c in CASES} == set(models.MODELS)
+
+
+@pytest.mark.parametrize("transform", train_step.TorchST.KINDS)
+def test_torch_grids_are_the_jax_grids(transform):
+  import jax  # pylint: disable=g-import-not-at-top
+  import stn_jax  # pylint: disable=g-import-not-at-top
+  cfg = distorted_mnist.get_config(f"rts,st_fcn,{transform},paper")
+  size = int(cfg.distortion.canvas_size)
+  net = train_step.TorchST(cfg.model, size)
+  kw = dict(models.transform_kwargs(cfg.model))
+  rng = np.random.default_rng(0)
+  ident = np.asarray(stn_jax.identity_params(transform, **kw))
+  params = (ident + 0.1 * rng.standard_normal((3, ident.size))).astype(
+      np.float32)
+  got = net.grid(torch.tensor(params)).numpy()
+  want = jax.vmap(lambda q: stn_jax.make_grid(
+      transform, q, net.out, align_corners=True, **kw))(params)
+  np.testing.assert_allclose(got, np.asarray(want), atol=2e-5)
+
+
+def test_torch_st_refuses_a_family_without_a_torch_grid():
+  cfg = distorted_mnist.get_config("rts,st_fcn,affine,paper")
+  cfg.model.transform = "shear"  # Not registered here; no torch grid either.
+  with pytest.raises(ValueError, match="shear"):
+    train_step.TorchST(cfg.model, 42)

@@ -210,20 +210,32 @@ def test_compare_transforms_numbers(tmp_path, capsys):
   for name, r in records.items():
     (runs / f"{name}.json").write_text(json.dumps(r))
   out = tmp_path / "page" / "families.md"
+  # Rows as benchmarks/train_step.py --json writes them (fields used here).
+  bench = tmp_path / "bench.json"
+  bench.write_text(json.dumps([
+      {"distortion": "rts", "model": "st_cnn_affine", "jax_median_ms": 50.0,
+       "torch_median_ms": 80.0, "date": "2026-11-30", "cpu": "test"},
+      {"distortion": "rts", "model": "cnn", "jax_median_ms": 40.0,
+       "torch_median_ms": 70.0, "date": "2026-11-30", "cpu": "test"},
+      {"distortion": "r", "model": "st_cnn_projective",
+       "jax_median_ms": 9.0, "torch_median_ms": 9.0}]))
   assert compare_transforms.main([f"--runs_dir={runs}", f"--out={out}",
-                                  f"--workdirs={tmp_path / 'none'}"]) == 0
+                                  f"--workdirs={tmp_path / 'none'}",
+                                  f"--benchmark={bench}"]) == 0
   md = out.read_text()
   rows = [l for l in md.splitlines() if l.startswith("| RTS")]
   assert rows == [
       "| RTS | ST-CNN | affine | 3.00 ± 1.41 | 2 | 5000 | 2000 | 85 | "
-      "1x cpu:cpu | 600x128 adam |  |",
-      "| RTS | ST-CNN | attention | *no run* | 0 | – | – | – | – | – |  |",
-      "| RTS | ST-CNN | projective | 1.00 ± – | 1 | 5042 | 1000 | 128 | "
+      "50.0 / 80.0 | 1x cpu:cpu | 600x128 adam |  |",
+      "| RTS | ST-CNN | attention | *no run* | 0 | – | – | – | – | – | – |  |",
+      # The benchmark's projective row is of another distortion: none here.
+      "| RTS | ST-CNN | projective | 1.00 ± – | 1 | 5042 | 1000 | 128 | – | "
       "1x cpu:cpu | 600x128 adam | **best** |",
       # Alone at its setting: better than the others, but not comparable.
-      "| RTS | ST-CNN | tps | 0.50 ± – | 1 | 5000 | 1000 | 256 | 1x cpu:cpu | "
-      "6000x256 adam |  |",
+      "| RTS | ST-CNN | tps | 0.50 ± – | 1 | 5000 | 1000 | 256 | – | "
+      "1x cpu:cpu | 6000x256 adam |  |",
   ]
+  assert f"from `{bench}` (2026-11-30, test)" in md
   assert "Not drawn: none of these runs has a checkpoint" in md
   assert (tmp_path / "page" / "families.png").stat().st_size > 5000
   assert not (tmp_path / "page" / "families_digits.png").exists()
