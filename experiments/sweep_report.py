@@ -56,11 +56,16 @@ def _lookup(config: dict, key: str):
   return node
 
 
+# The setting's column naming the base config, where a root holds several.
+CONFIG_KEY = "config"
+
+
 def load_rows(workdir_root: str, results_dir=None) -> tuple[list, list]:
   """(keys, rows): one row per run of `<workdir_root>/sweep.json`.
 
   A row: {"name", "seed", "status", "setting": {key: value}, and the
-  METRICS from the record (None without one)}.
+  METRICS from the record (None without one)}. Where the root's runs have
+  several base configs, "config" (`CONFIG_KEY`) is the first key.
   """
   path = os.path.join(workdir_root, sweep.SWEEP_JSON)
   if not os.path.exists(path):
@@ -71,6 +76,10 @@ def load_rows(workdir_root: str, results_dir=None) -> tuple[list, list]:
   with open(path) as f:
     data = json.load(f)
   keys = list(data["keys"])
+  # Several base configs in one root (e.g. the same --grid over ST-FCN and
+  # ST-CNN): the config is a key of the setting, so they are never pooled.
+  if len({info["config"] for info in data["runs"].values()}) > 1:
+    keys = [CONFIG_KEY] + keys
   results_dir = results_dir or data.get("results_dir")
   rows = []
   for name in sorted(data["runs"]):
@@ -95,7 +104,9 @@ def load_rows(workdir_root: str, results_dir=None) -> tuple[list, list]:
       status = "not finished"
     setting = {}
     for key in keys:
-      if key in info["overrides"]:
+      if key == CONFIG_KEY:
+        value = info["config"]
+      elif key in info["overrides"]:
         value = info["overrides"][key]
       elif record is not None and isinstance(record.get("config"), dict):
         value = _lookup(record["config"], key)

@@ -178,6 +178,37 @@ def test_sweep_json_merges_the_runs_of_several_commands(tmp_path):
   assert run["overrides"] == {"train.weight_decay": 1e-4} and run["seed"] == 0
 
 
+def test_runs_of_two_base_configs_in_one_root_are_never_pooled(tmp_path):
+  # The transform-family sweep: one --grid over ST-FCN and over ST-CNN.
+  root = tmp_path / "families"
+  settings = sweep_grid.sweep("model.transform", ["affine", "tps"])
+  errors = {"st_fcn": {"affine": 2.0, "tps": 3.0},
+            "st_cnn": {"affine": 1.0, "tps": 0.5}}
+  for model in ("st_fcn", "st_cnn"):
+    runs = sweep_grid.build_runs(f"rts,{model},affine,quick", settings, 1,
+                                 model=model, vmap_seeds_models=())
+    sweep.record_sweep(str(root), {
+        "config_file": "configs/distorted_mnist.py",
+        "keys": ["model.transform"], "runs": runs}, None)
+    for run in runs:
+      workdir = root / run["name"]
+      workdir.mkdir(parents=True)
+      (workdir / "results.json").write_text(json.dumps({
+          "seed": 0, "test_error": errors[model][
+              run["overrides"]["model.transform"]],
+          "wall_time_s": 1.0, "examples_per_s": 1.0, "num_params": 1}))
+  keys, rows = sweep_report.load_rows(str(root))
+  assert keys == ["config", "model.transform"]
+  summary = {(s["setting"]["config"], s["setting"]["model.transform"]):
+             s["mean"] for s in sweep_report.summarize(keys, rows)}
+  assert summary == {("rts,st_fcn,affine,quick", "affine"): 2.0,
+                     ("rts,st_fcn,affine,quick", "tps"): 3.0,
+                     ("rts,st_cnn,affine,quick", "affine"): 1.0,
+                     ("rts,st_cnn,affine,quick", "tps"): 0.5}
+  assert sweep_report.main([f"--workdir_root={root}"]) == 0
+  assert "| config | model.transform |" in (root / "summary.md").read_text()
+
+
 # ------------------------------------------------------- compare_transforms
 
 
