@@ -160,13 +160,11 @@ def load_benchmark(path) -> tuple:
     rows = json.load(f)
   times = {}
   for r in rows:
-    model, _, fam = r["model"].partition("_")
-    if model == "st":  # "st_fcn_affine" -> ("st_fcn", "affine").
-      sub, _, fam = fam.partition("_")
-      model = f"st_{sub}"
-    if fam:
-      times[(r["distortion"], model, fam)] = (r["jax_median_ms"],
-                                              r["torch_median_ms"])
+    for model in ST_MODELS:  # Row names: "<model>_<family>", e.g. st_fcn_tps.
+      if r["model"].startswith(model + "_"):
+        fam = r["model"][len(model) + 1:]
+        times[(r["distortion"], model, fam)] = (r["jax_median_ms"],
+                                                r["torch_median_ms"])
   meta = rows[0] if rows else {}
   return times, (f"`{path}` ({meta.get('date', '?')}, "
                  f"{meta.get('cpu', '?')})")

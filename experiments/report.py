@@ -39,8 +39,10 @@ LIKELY_CAUSES = {
     ("paper", ("rts", "fcn", None)):
         "seed-to-seed spread: four seed runs of the default config give "
         "5.32-5.73 % (std 0.18, so the mean of three is uncertain by about "
-        "0.1, and paper + 0.3 lies within that); the paper gives one number "
-        "without seeds (docs/reproduction.md, 'Missed targets')",
+        "0.1, and paper + 0.3 lies within that); and the 202-unit width: "
+        "the model underfits (final train error 5.75 %) and 256 units gave "
+        "4.49 % in a one-seed probe, which configs/ablations.py:rts_fcn_width "
+        "tests (docs/reproduction.md, 'Missed targets')",
 }
 
 

@@ -596,8 +596,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     num_test_examples, wall_time_s (this process), run_time_s (every
     process of the run, resumes included; None when an earlier process
     predates the field), examples_per_s (training only, per model),
-    seeds_in_step (1 here), device, num_devices, resumed_from_step, eval_curve ([[step, test_error], ...] of every
-    evaluation, from `metrics.jsonl`), config.
+    seeds_in_step (1 here), device, num_devices, resumed_from_step,
+    eval_curve ([[step, test_error], ...] of every evaluation, from
+    `metrics.jsonl`), config.
 
   Raises:
     ValueError: invalid config, data or device count.
