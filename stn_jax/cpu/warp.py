@@ -64,20 +64,9 @@ def warp(images, params, *, transform: str, output_size,
   (see the module docstring), e.g. for a family registered without
   `batch_coords`.
 
-  Args:
-    images: `[B, H, W, C]` floating images.
-    params: `[B, num_params(transform, **transform_kwargs)]` flat transform
-      parameters (`stn_jax.transforms`).
-    transform: family name in `stn_jax.TRANSFORMS`.
-    output_size: `(h, w)` of the output grid.
-    align_corners: normalisation convention (see `stn_jax.grids`).
-    method: sampler kernel, as in `sample`.
-    padding_mode: as in `sample`.
-    **transform_kwargs: family options (tps: `num_points`,
-      `regularization`).
-
-  Returns:
-    `[B, h, w, C]` in `images`' dtype.
+  Arguments and result as `stn_jax.warp`: images `[B, H, W, C]` floating,
+  params `[B, num_params(transform, **transform_kwargs)]`, result
+  `[B, h, w, C]` in the images' dtype for `output_size` `(h, w)`.
   """
   images = jnp.asarray(images)
   params = grids._as_float(params)
