@@ -261,25 +261,23 @@ def bench_row(dist, model_name, transform, *, batch, reps, warmup,
 
   params = list(tm.parameters())
 
-  def torch_step():
+  def torch_step(metrics: bool = True):
     # The JAX step's work: the update and its metrics (loss, batch error,
-    # global gradient norm), which a torch loop that logs them computes too.
+    # global gradient norm), which a torch loop that logs them computes too;
+    # `metrics=False`: the loss alone.
     topt.zero_grad(set_to_none=True)
     logits = tm(xt)
     loss = torch.nn.functional.cross_entropy(logits, yt)
     loss.backward()
-    error = 100.0 * (logits.argmax(1) != yt).float().mean()
-    grad_norm = torch.linalg.vector_norm(torch.stack(
-        [torch.linalg.vector_norm(p.grad) for p in params]))
+    out = (loss,)
+    if metrics:
+      out += (100.0 * (logits.argmax(1) != yt).float().mean(),
+              torch.linalg.vector_norm(torch.stack(
+                  [torch.linalg.vector_norm(p.grad) for p in params])))
     topt.step()
-    return loss, error, grad_norm
+    return out
 
-  def torch_loss_only_step():
-    topt.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(tm(xt), yt)
-    loss.backward()
-    topt.step()
-    return loss
+  torch_loss_only_step = functools.partial(torch_step, metrics=False)
 
   def jax_step(s):
     s, metrics = compiled(s, (xj, yj))
