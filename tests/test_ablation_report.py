@@ -82,3 +82,21 @@ def test_several_seeds_of_an_fcn_reading_train_as_one_vmapped_group():
   assert [r["overrides"]["seed"] for r in width] == [0, 1, 2]
   # One seed: its own process.
   assert all(r["group"] is None for r in runs if r not in width)
+
+
+def test_a_short_run_shows_dashes_and_a_resumed_run_its_whole_time(tmp_path):
+  quick = _record("r", "cnn", None, 0, 1.5, curve=[[6_000, 1.5]])
+  quick.update(protocol="quick", steps=6_000, run_time_s=900.0,
+               resumed_from_step=3_000)
+  _write(tmp_path, ablations.run_name("r,cnn,quick", "valid", 0), quick)
+  old = _record("r", "cnn", None, 0, 1.7, curve=[[6_000, 1.7]])
+  old.update(protocol="quick", steps=6_000, resumed_from_step=3_000)
+  _write(tmp_path, ablations.run_name("r,cnn,quick", "same", 0), old)
+  rows = {r["reading"]: r for r in ablation_report.rows(str(tmp_path))}
+  assert rows["valid"]["at_50k"] == ablation_report.SHORTER
+  assert rows["valid"]["wall_time_s"] == 900.0
+  assert rows["valid"]["wall_time_known"]
+  assert not rows["same"]["wall_time_known"]
+  md = ablation_report.to_markdown([rows["valid"], rows["same"]])
+  assert "| 1.50 | - | - | 1.2 | +0.30 | 15 min | 1x cpu:cpu |" in md
+  assert "| 1.70 | - | - | 1.2 | +0.50 | 10 min* | 1x cpu:cpu |" in md
