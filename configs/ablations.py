@@ -1,8 +1,8 @@
 r"""Ablations of the reproduction readings (issue: reproduce Table 1).
 
 Each run is one Table-1 cell at the paper protocol (the CNN family's at the
-`fast` protocol, a fifth of its compute) with a few config overrides (a
-"reading"); `docs/reproduction.md` tabulates them beside the
+`fast` protocol, a fifth of its compute, or first at `quick`) with a few
+config overrides (a "reading"); `docs/reproduction.md` tabulates them beside the
 paper. Run them (resumable; finished runs are skipped):
 
     XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
@@ -100,7 +100,7 @@ GROUPS = {
     ],
     # The padding readings first at the `quick` protocol (6k x 256 steps,
     # minutes per run): a cheap first look before the `fast` runs, since
-    # VALID makes the 28x28 CNN ~3x and the RTS CNN ~2x faster per step.
+    # VALID makes the 28x28 CNN ~2.5x and the RTS CNN ~2x faster per step.
     "cnn_quick": [
         ("r,cnn,quick", "same", (0,)),
         ("r,cnn,quick", "valid", (0,)),
