@@ -2,8 +2,8 @@ r"""Ablations of the reproduction readings (issue: reproduce Table 1).
 
 Each run is one Table-1 cell at the paper protocol (the CNN family's at the
 `fast` protocol, a fifth of its compute, or first at `quick`) with a few
-config overrides (a "reading"); `docs/reproduction.md` tabulates them beside the
-paper. Run them (resumable; finished runs are skipped):
+config overrides (a "reading"); `docs/reproduction.md` tabulates them beside
+the paper. Run them (resumable; finished runs are skipped):
 
     XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
     python -m experiments.sweep --sweep=configs/ablations.py:rts \
