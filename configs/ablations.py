@@ -88,7 +88,7 @@ GROUPS = {
         ("r,fcn,paper", "mom_h349", (0,)),
     ],
     # RTS FCN at 3 seeds missed paper + 0.3 by 0.04 with its 400k-parameter
-    # width (202); the pre-study probe gave 4.49 % at width 256 (one seed).
+    # width (202); run: width 256 gives 4.74 ± 0.21 % (results/ablations.md).
     "rts_fcn_width": [
         ("rts,fcn,paper", "mom_h256", (0, 1, 2)),
     ],
