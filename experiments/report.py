@@ -44,6 +44,12 @@ LIKELY_CAUSES = {
         "(configs/ablations.py:rts_fcn_width); and seed-to-seed spread: four "
         "seed runs of the default give 5.32-5.73 %, so the mean of three is "
         "uncertain by about 0.1 (docs/reproduction.md, 'Missed targets')",
+    ("fast", ("rts", "cnn", None)):
+        "the budget (a fifth of the paper's): the model underfits, train "
+        "error 0.9 % over the last 3k steps against 0.1 % for RTS ST-CNN "
+        "affine at the same protocol, and the test error was still falling "
+        "(2.02 / 1.57 / 1.15-1.25 % at 10k / 17.5k / 25k-30k steps); the "
+        "paper-protocol run is queued (docs/reproduction.md, 'Missed targets')",
 }
 
 
