@@ -72,6 +72,12 @@ READINGS = {
     # The default padding named explicitly: the baseline of the padding
     # readings, so that the name keeps its meaning if the default changes.
     "same": {"model.classifier.padding": "SAME"},
+    # P's corner moves (reading 11): in the input, on the sampling grid's
+    # corners (the STN's own T: output -> input; the default since the ninth
+    # session), or in the output, on the scaled digit's corners (the earlier
+    # default, whose inverse squashes about a tenth of the digits).
+    "p_input": {"distortion.corners_moved_in": "input"},
+    "p_output": {"distortion.corners_moved_in": "output"},
 }
 
 # Group name -> [(config argument, reading, seeds)].
@@ -109,6 +115,14 @@ GROUPS = {
         ("rts,cnn,quick", "valid", (0,)),
         ("rts,cnn,quick", "same", (0,)),
         ("rts,st_cnn,affine,quick", "same_full", (0,)),
+    ],
+    # P's corner convention at `quick` (6k x 256, minutes per run), FCN and
+    # ST-FCN affine, 3 seeds vmapped (reading 11 of docs/reproduction.md).
+    "p_corners": [
+        ("p,fcn,quick", "p_output", (0, 1, 2)),
+        ("p,fcn,quick", "p_input", (0, 1, 2)),
+        ("p,st_fcn,affine,quick", "p_output", (0, 1, 2)),
+        ("p,st_fcn,affine,quick", "p_input", (0, 1, 2)),
     ],
     # Queued, not yet run (mom_h401 is also the Table-1 paper sweep's
     # default RTS ST-FCN, which runs three seeds of it).

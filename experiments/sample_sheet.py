@@ -33,7 +33,8 @@ _TITLES = {
                       f"{v['min_scale']:g}-{v['max_scale']:g}, random "
                       f"position, {v['canvas_size']}x{v['canvas_size']}"),
     "p": lambda v: (f"P: scale {v['min_scale']:g}-{v['max_scale']:g}, corners "
-                    f"moved N(0, {v['corner_std_px']:g} px), "
+                    f"moved N(0, {v['corner_std_px']:g} px) in the "
+                    f"{v['corners_moved_in']}, "
                     f"{v['canvas_size']}x{v['canvas_size']}"),
     "e": lambda v: (f"E: scale {v['min_scale']:g}-{v['max_scale']:g}, "
                     f"{v['tps_grid_size']}x{v['tps_grid_size']} TPS points "

@@ -21,10 +21,19 @@ Distortions (`S` = `canvas_size`, sizes in pixels):
   inscribed disk (radius 14 s) on the canvas under any rotation, which holds
   the ink of a centred MNIST digit; the corners of a rotated frame may leave.
   Requires S >= 28 max_scale.
-* "p": scale uniform in [min_scale, max_scale] about the centre, then each of
-  the 4 corners of the scaled digit frame moved by N(0, corner_std_px)
-  independently in x and y (output pixels); the plane projective map through
-  the 4 point pairs is inverted exactly (`projective_from_points`).
+* "p": scale uniform in [min_scale, max_scale] about the centre, then 4
+  corners each moved by N(0, corner_std_px) independently in x and y, and the
+  plane projective map through the 4 point pairs (`projective_from_points`).
+  Which corners move is `corners_moved_in`:
+  "input" (the default) moves the corners of the sampling grid in the digit
+  (input pixels), the convention of the STN's own projective transformer
+  (T: output -> input): the canvas corners sample the digit at the scaled,
+  moved points, so the map is finite over the whole canvas while those 4
+  points stay in convex position; "output" moves the corners of the scaled
+  digit frame on the canvas (output pixels, the forward warp), whose inverse
+  sends part of the canvas through the horizon line when the moves are large
+  against the frame, squashing about a tenth of the digits to a line or
+  nothing at corner_std_px=5 (docs/reproduction.md, reading 11).
 * "e": scale as in "p", then the points of a `tps_grid_size` x `tps_grid_size`
   lattice over the digit frame (its edges included), after scaling, each moved
   by N(0, control_std_px) in x and y (output pixels). The grid is the TPS that
@@ -69,7 +78,7 @@ import stn_jax
 
 DIGIT_SIZE = 28
 _SAMPLE_KW = dict(method="bilinear", padding_mode="zeros", align_corners=False)
-Params = Mapping[str, Any]  # validated Python numbers of one distortion
+Params = Mapping[str, Any]  # validated Python values of one distortion
 
 
 # ------------------------------------------------------------ coordinate maps
@@ -204,30 +213,49 @@ def _sample_p(key, p: Params, num_sources):
               k_corner, (4, 2), jnp.float32)}
 
 
-def projective_homography(scale, corner_offsets, *, canvas_size: int):
+CORNER_CONVENTIONS = ("input", "output")
+
+
+def projective_homography(scale, corner_offsets, *, canvas_size: int,
+                          corners_moved_in: str = "input"):
   """The normalised `[3, 3]` output -> input homography of the "p" warp.
 
   Args:
     scale: scalar, the digit's scale about the centre.
-    corner_offsets: `[4, 2]` (x, y) moves in canvas pixels of the corners
-      (-1,-1), (1,-1), (1,1), (-1,1) of the scaled digit frame.
+    corner_offsets: `[4, 2]` (x, y) moves in pixels of the corners
+      (-1,-1), (1,-1), (1,1), (-1,1).
     canvas_size: output size S.
+    corners_moved_in: "input": the moves are in digit (input) pixels, applied
+      to the sampling grid's corners, which sit at the canvas corners divided
+      by `scale` (normalised: +-S / (28 scale)); "output": the moves are in
+      canvas pixels, applied to the corners of the scaled digit frame.
 
   Returns:
-    `[3, 3]` H (h33 = 1) that maps each moved corner, in normalised canvas
-    coordinates, to its digit-frame corner.
+    `[3, 3]` H (h33 = 1). "input": H maps each canvas corner to its moved
+    sampling point; "output": H maps each moved frame corner, in normalised
+    canvas coordinates, to its digit-frame corner.
   """
   corners = jnp.asarray(_CORNERS)
-  moved = _digit_points_to_output_norm(corners, scale, corner_offsets,
-                                       canvas_size)
-  return stn_jax.projective_from_points(moved, corners)
+  if corners_moved_in == "input":
+    scale = jnp.asarray(scale, jnp.float32)
+    offsets = jnp.asarray(corner_offsets, jnp.float32)
+    sampled = corners * (canvas_size / (DIGIT_SIZE * scale)) + offsets * (
+        2.0 / DIGIT_SIZE)
+    return stn_jax.projective_from_points(corners, sampled)
+  if corners_moved_in == "output":
+    moved = _digit_points_to_output_norm(corners, scale, corner_offsets,
+                                         canvas_size)
+    return stn_jax.projective_from_points(moved, corners)
+  raise ValueError(f"`corners_moved_in` must be one of "
+                   f"{list(CORNER_CONVENTIONS)}, got {corners_moved_in!r}.")
 
 
 def _render_p(image, params, p: Params, clutter_source):
   del clutter_source
   s = p["canvas_size"]
   h = projective_homography(params["scale"], params["corner_offsets"],
-                            canvas_size=s)
+                            canvas_size=s,
+                            corners_moved_in=p["corners_moved_in"])
   return stn_jax.sample(image, stn_jax.projective_grid(h, (s, s)),
                         **_SAMPLE_KW)
 
@@ -342,7 +370,8 @@ DISTORTIONS: dict[str, Distortion] = {
                               "min_scale": 0.7, "max_scale": 1.2},
                       _sample_rts, _render_rts),
     "p": Distortion("p", {"canvas_size": 28, "min_scale": 0.75,
-                          "max_scale": 1.0, "corner_std_px": 5.0},
+                          "max_scale": 1.0, "corner_std_px": 5.0,
+                          "corners_moved_in": "input"},
                     _sample_p, _render_p),
     "e": Distortion("e", {"canvas_size": 28, "min_scale": 0.75,
                           "max_scale": 1.0, "tps_grid_size": 4,
@@ -370,6 +399,7 @@ def default_distortion_config(name: str) -> ml_collections.ConfigDict:
 # ------------------------------------------------------------ config checks
 
 # field -> (type, lower bound, upper bound); bounds inclusive, None = open.
+# A str field's entry is (str, its allowed values, None).
 _FIELDS = {
     "canvas_size": (int, DIGIT_SIZE, None),
     "max_rotation_deg": (float, 0.0, 180.0),
@@ -380,6 +410,7 @@ _FIELDS = {
     "tps_grid_size": (int, 2, None),
     "num_clutter": (int, 0, None),
     "clutter_size": (int, 1, DIGIT_SIZE),
+    "corners_moved_in": (str, CORNER_CONVENTIONS, None),
 }
 
 
@@ -401,7 +432,7 @@ def config_values(name: str, cfg) -> dict[str, Any]:
       `default_distortion_config(name)`; other fields are ignored.
 
   Returns:
-    dict field -> Python int/float, in the defaults' order.
+    dict field -> Python int/float/str, in the defaults' order.
 
   Raises:
     ValueError: a field is missing, of the wrong type, or out of range.
@@ -411,6 +442,13 @@ def config_values(name: str, cfg) -> dict[str, Any]:
   for field in dist.defaults:
     kind, low, high = _FIELDS[field]
     value = _read_field(cfg, field)
+    if kind is str:
+      if value not in low:
+        raise ValueError(
+            f"`cfg.{field}` of distortion {name!r} must be one of "
+            f"{list(low)}, got {value!r}.")
+      values[field] = str(value)
+      continue
     ok_type = (isinstance(value, (int, np.integer)) if kind is int
                else isinstance(value, (int, float, np.integer, np.floating)))
     if isinstance(value, bool) or not ok_type:

@@ -83,7 +83,7 @@ def test_default_configs_match_the_paper():
       "max_scale": 1.2}
   assert dict(D.default_distortion_config("p")) == {
       "canvas_size": 28, "min_scale": 0.75, "max_scale": 1.0,
-      "corner_std_px": 5.0}
+      "corner_std_px": 5.0, "corners_moved_in": "input"}
   assert dict(D.default_distortion_config("e")) == {
       "canvas_size": 28, "min_scale": 0.75, "max_scale": 1.0,
       "tps_grid_size": 4, "control_std_px": 1.5}
@@ -258,9 +258,11 @@ def test_p_and_e_without_moves_are_a_plain_scaling(name):
 
 
 def test_p_maps_the_frame_onto_the_moved_corners():
-  """A white frame becomes the quadrilateral through the moved, scaled
-  corners: its mass equals that quadrilateral's area (shoelace)."""
+  """corners_moved_in="output": a white frame becomes the quadrilateral
+  through the moved, scaled corners: its mass equals that quadrilateral's
+  area (shoelace)."""
   cfg = D.default_distortion_config("p")
+  cfg.corners_moved_in = "output"
   offsets = np.array([[[2.0, -1.0], [-1.5, 2.5], [1.0, 1.0], [-2.0, -2.0]],
                       [[0.5, 1.5], [2.0, 0.0], [-2.5, 1.0], [1.0, -0.5]]],
                      np.float32)
@@ -273,6 +275,56 @@ def test_p_maps_the_frame_onto_the_moved_corners():
     x, y = quad[:, 0], quad[:, 1]
     area = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
     np.testing.assert_allclose(out[i].sum(), area, rtol=0.02)
+
+
+def _dlt_homography(src, dst):
+  """Reference 3x3 homography src -> dst by the SVD of the DLT system."""
+  rows = []
+  for (x, y), (u, v) in zip(src, dst):
+    rows.append([-x, -y, -1, 0, 0, 0, u * x, u * y, u])
+    rows.append([0, 0, 0, -x, -y, -1, v * x, v * y, v])
+  h = np.linalg.svd(np.asarray(rows, np.float64))[2][-1].reshape(3, 3)
+  return h / h[2, 2]
+
+
+@pytest.mark.parametrize("canvas", [28, 36])
+def test_p_input_convention_samples_the_moved_grid_corners(canvas):
+  """corners_moved_in="input": in pixels, canvas corner c samples the digit
+  at centre + (c - canvas centre) / scale + offset; a reference homography
+  through those 4 pixel pairs gives the grid at every pixel centre."""
+  offsets = np.array([[2.0, -1.0], [-4.5, 2.5], [1.0, 6.0], [-3.0, -2.0]])
+  scale = 0.8
+  h = D.projective_homography(jnp.float32(scale),
+                              jnp.asarray(offsets, jnp.float32),
+                              canvas_size=canvas, corners_moved_in="input")
+  grid = np.asarray(stn_jax.projective_grid(h, (canvas, canvas)))
+  c_out = (canvas - 1) / 2.0
+  out_corners = np.array([[-0.5, -0.5], [canvas - 0.5, -0.5],
+                          [canvas - 0.5, canvas - 0.5], [-0.5, canvas - 0.5]])
+  in_points = 13.5 + (out_corners - c_out) / scale + offsets
+  ref = _dlt_homography(out_corners, in_points)
+  ys, xs = np.mgrid[0:canvas, 0:canvas].astype(np.float64)
+  pts = ref @ np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
+  want_px = (pts[:2] / pts[2]).T.reshape(canvas, canvas, 2)
+  np.testing.assert_allclose((grid + 1.0) * 14.0 - 0.5, want_px, atol=2e-3)
+
+
+def test_p_input_convention_keeps_the_digits():
+  """The reason for the "input" default (docs/reproduction.md, reading 11):
+  at the paper's N(0, 5 px) the "output" convention squashes about a tenth
+  of the digits to under half their ink, the "input" one almost none."""
+  images = _digits(1000)
+  ink = images.astype(np.float32).sum((1, 2)) / 255.0
+  lost = {}
+  for conv in ("input", "output"):
+    cfg = D.default_distortion_config("p")
+    cfg.corners_moved_in = conv
+    params = D.sample_params("p", jax.random.key(3), 1000, cfg)
+    out = np.asarray(D.render("p", images, params, cfg))
+    kept = out.sum((1, 2, 3)) / ink / np.asarray(params["scale"]) ** 2
+    lost[conv] = (kept < 0.5).mean()
+  assert lost["input"] < 0.02
+  assert lost["output"] > 0.05
 
 
 def test_e_moves_lattice_points_by_their_offsets():
@@ -410,7 +462,8 @@ def test_bad_names_and_configs_raise():
             dict(canvas_size=27), dict(canvas_size=28.0)],
       "rts": [dict(min_scale=1.3), dict(canvas_size=30),
               dict(min_scale=0.0)],
-      "p": [dict(corner_std_px=-0.1), dict(max_scale=float("nan"))],
+      "p": [dict(corner_std_px=-0.1), dict(max_scale=float("nan")),
+            dict(corners_moved_in="canvas"), dict(corners_moved_in=1)],
       "e": [dict(tps_grid_size=1), dict(control_std_px=-1.0)],
       "tc": [dict(clutter_size=29), dict(num_clutter=-1),
              dict(num_clutter=True)],
