@@ -4,7 +4,8 @@ r"""Gathers finished runs into the Table-1 report: measured beside the paper.
 
 Reads every `results/runs/*.json` (the `results.json` that
 `python -m stn_jax.main` writes), groups runs by protocol, device, training
-settings (steps, batch, optimiser: a retuned protocol's older runs stay apart)
+settings (steps, batch, optimiser: a retuned protocol's older runs stay apart;
+runs on an older distortion reading, `LEGACY_DISTORTION_FIELDS`, likewise)
 and cell (distortion, model, transform), and writes:
 
 * `results/table1.md` and `results/table1.csv`: for each of the 36 cells (32
@@ -71,6 +72,38 @@ def load_runs(runs_dir: str) -> list[dict]:
   return runs
 
 
+# Distortion fields added after runs had been recorded under another
+# behaviour: (distortion, field) -> the value those older records used.
+# A record whose value differs from today's default is kept apart as an
+# older reading (`_settings`), never averaged with runs at the default.
+LEGACY_DISTORTION_FIELDS = {("p", "corners_moved_in"): "output"}
+
+
+def recorded_distortion(record: dict) -> dict:
+  """The record's distortion config, older records' missing fields filled
+  with the value they were trained with (`LEGACY_DISTORTION_FIELDS`)."""
+  recorded = dict(record.get("config", {}).get("distortion", {}))
+  for (dist, field), legacy in LEGACY_DISTORTION_FIELDS.items():
+    if record["distortion"] == dist:
+      recorded.setdefault(field, legacy)
+  return recorded
+
+
+def _reading_note(record: dict) -> str:
+  """", P corners_moved_in=output" for each legacy field where the record
+  differs from today's default; "" for a record at today's readings."""
+  from stn_jax import distortions  # pylint: disable=g-import-not-at-top
+  recorded = recorded_distortion(record)
+  notes = []
+  for (dist, field), _ in sorted(LEGACY_DISTORTION_FIELDS.items()):
+    if record["distortion"] != dist:
+      continue
+    default = distortions.default_distortion_config(dist)[field]
+    if recorded[field] != default:
+      notes.append(f", {dist.upper()} {field}={recorded[field]}")
+  return "".join(notes)
+
+
 # Settings that change neither the model nor what it is trained on.
 _BOOKKEEPING = {"train": ("checkpoint_every", "max_checkpoints_to_keep",
                           "eval_every", "log_every", "eval_batch_size",
@@ -108,7 +141,8 @@ def is_default_run(record: dict) -> bool:
                  + [record["protocol"]])
   # Through JSON, as the record was written (tuples become lists).
   default = json.loads(distorted_mnist.get_config(arg).to_json())
-  return not any(_differences(default[k], record["config"].get(k, {}), k + ".")
+  recorded = dict(record["config"], distortion=recorded_distortion(record))
+  return not any(_differences(default[k], recorded.get(k, {}), k + ".")
                  for k in ("model", "distortion", "train"))
 
 
@@ -132,15 +166,17 @@ def _cell_key(record: dict):
 
 def _settings(record: dict) -> str:
   """The training budget and optimiser of a run, e.g. "150000 x 256, sgd
-  lr 0.01 step, momentum 0.9": runs of one protocol name trained under
-  different settings (a protocol retuned later) are never averaged together.
+  lr 0.01 step, momentum 0.9", and any older distortion reading (e.g.
+  ", P corners_moved_in=output"): runs of one protocol name trained under
+  different settings (a protocol retuned later) or on an older reading are
+  never averaged together.
   """
   text = (f"{record['steps']} x {_train_field(record, 'batch_size')}, "
           f"{_optimizer(record)}")
   momentum = _train_field(record, "momentum")
   if _train_field(record, "optimizer") == "sgd" and momentum:
     text += f", momentum {momentum}"
-  return text
+  return text + _reading_note(record)
 
 
 def current_settings(protocol: str):
@@ -150,7 +186,8 @@ def current_settings(protocol: str):
   if protocol not in distorted_mnist.PROTOCOLS:
     return None
   config = json.loads(distorted_mnist.get_config(f"r,fcn,{protocol}").to_json())
-  return _settings({"steps": config["train"]["num_steps"], "config": config})
+  return _settings({"steps": config["train"]["num_steps"], "config": config,
+                    "distortion": "r"})
 
 
 def _protocol_key(record: dict):
@@ -269,8 +306,9 @@ def write_markdown(summary: dict, path: str) -> None:
   for (protocol, device, settings), cells in sorted(summary.items()):
     current = current_settings(protocol)
     note = ("" if current in (None, settings) else
-            f"\n\nSuperseded: the `{protocol}` protocol is now {current}; "
-            "these runs are kept as they were measured.")
+            f"\n\nSuperseded: the `{protocol}` protocol is now {current}, "
+            "on the distortions' current readings; these runs are kept as "
+            "they were measured.")
     lines += [f"## Protocol `{protocol}` ({settings}) on {device}{note}", "",
               "| cell | paper | measured (mean ± std) | n | diff | steps | "
               "batch | optimiser | wall time (s) | params |",
@@ -279,8 +317,9 @@ def write_markdown(summary: dict, path: str) -> None:
       paper = paper_results.PAPER_ERRORS[cell]
       s = cells.get(cell)
       if s is None:
-        lines.append(f"| {_cell_name(cell)} | {paper:.1f} | missing | 0 | "
-                     "| | | | | |")
+        if not note:  # a superseded section lists its measured cells only
+          lines.append(f"| {_cell_name(cell)} | {paper:.1f} | missing | 0 | "
+                       "| | | | | |")
         continue
       lines.append(
           f"| {_cell_name(cell)} | {paper:.1f} | {s['mean']:.2f} ± "
@@ -299,7 +338,9 @@ def write_markdown(summary: dict, path: str) -> None:
       lines += ["\\* Resumed from a checkpoint by a process older than the "
                 "records' `run_time_s`: the time of the last process only "
                 "(a lower bound).", ""]
-    lines += ["Targets:", ""] + _target_lines(protocol, cells) + [""]
+    targets = [line for line in _target_lines(protocol, cells)
+               if not (note and line.endswith(": missing"))]
+    lines += ["Targets:", ""] + targets + [""]
   measured = {key[0] for key in summary if key[2] == current_settings(key[0])}
   for protocol in ("paper", "fast", "quick"):
     if protocol not in measured:

@@ -126,6 +126,46 @@ def test_a_missed_target_and_a_superseded_protocol(tmp_path, record):
   assert "## Protocol `quick`\n\nNo runs at its current settings" in md
 
 
+def _as_p(record, *, seed, error, corners=None):
+  """A P FCN variant of the record; corners=None: an older record without
+  the `corners_moved_in` field."""
+  out = _variant(record, seed=seed, error=error)
+  out["distortion"] = "p"
+  out["config"]["distortion_name"] = "p"
+  out["config"]["distortion"] = {"canvas_size": 28, "min_scale": 0.75,
+                                 "max_scale": 1.0, "corner_std_px": 5.0}
+  if corners is not None:
+    out["config"]["distortion"]["corners_moved_in"] = corners
+  return out
+
+
+def test_runs_on_an_older_distortion_reading_stay_apart(tmp_path, record):
+  old = _as_p(record, seed=0, error=9.0)  # no field: the older "output"
+  explicit_old = _as_p(record, seed=1, error=8.0, corners="output")
+  new = _as_p(record, seed=0, error=3.0, corners="input")
+  assert report.recorded_distortion(old)["corners_moved_in"] == "output"
+  assert report.recorded_distortion(record).get("corners_moved_in") is None
+  assert not report.is_default_run(old)
+  assert not report.is_default_run(explicit_old)
+  assert report.is_default_run(new)
+  _write(tmp_path / "runs", [old, explicit_old, new])
+  summary = report.summarize(report.load_runs(str(tmp_path / "runs")))
+  paper = "150000 x 256, sgd lr 0.01 step, momentum 0.9"
+  older = paper + ", P corners_moved_in=output"
+  assert summary[("paper", "1x cpu:cpu", paper)][("p", "fcn", None)][
+      "mean"] == pytest.approx(3.0)
+  assert summary[("paper", "1x cpu:cpu", older)][("p", "fcn", None)][
+      "mean"] == pytest.approx(8.5)
+  out = tmp_path / "out"
+  _report(tmp_path / "runs", out)
+  md = (out / "table1.md").read_text()
+  section = md.split(f"## Protocol `paper` ({older})")[1]
+  assert section.startswith(" on 1x cpu:cpu\n\nSuperseded:")
+  # A superseded section lists only its measured cells.
+  assert "| P FCN | 3.1 | 8.50 ± 0.71 | 2 |" in section
+  assert "| R FCN | 2.1 | missing" not in section
+
+
 def test_resumed_runs_count_every_process_or_are_marked(tmp_path, record):
   # Seed 0 resumed by a process that recorded the whole run's time; seed 1
   # resumed by an older one that recorded its own time only.
