@@ -100,7 +100,9 @@ def test_identity_init_is_classifier_on_resampled_input(name, transform, dist):
       model.apply({"params": p}, x, method=model.transform_input)[0]))(
           params, x)
   np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(out, resampled, atol=1e-6)
+  # The model builds its grid inside another XLA program (the TPS solve
+  # fused differently), so float32 rounding of a few 1e-6 is expected.
+  np.testing.assert_allclose(out, resampled, atol=1e-5)
   if side == canvas:  # Same size: the identity transformer is a no-op.
     np.testing.assert_allclose(out, x, atol=1e-5)
 

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from configs import distorted_mnist
 from configs import table1
 from configs import paper_results
 from experiments import report
@@ -168,11 +169,14 @@ def test_runner_groups_the_seeds_of_vmapped_models(tmp_path):
 
 
 def _record(dist, model, transform, seed, err, protocol="quick"):
+  """A run record trained at `protocol`'s current settings."""
+  train = json.loads(
+      distorted_mnist.get_config(f"r,fcn,{protocol}").to_json())["train"]
   return {"distortion": dist, "model": model, "transform": transform,
           "protocol": protocol, "seed": seed, "num_params": 1000,
-          "steps": 100, "test_error": err, "wall_time_s": 10.0,
-          "examples_per_s": 1.0, "device": "cpu", "batch_size": 256,
-          "optimizer": "adam"}
+          "steps": train["num_steps"], "test_error": err,
+          "wall_time_s": 10.0, "examples_per_s": 1.0, "device": "cpu",
+          "config": {"train": train}}
 
 
 def test_report_means_missing_cells_and_targets(tmp_path):
@@ -185,7 +189,7 @@ def test_report_means_missing_cells_and_targets(tmp_path):
   for i, r in enumerate(records):
     (runs_dir / f"{i}.json").write_text(json.dumps(r))
   summary = report.summarize(report.load_runs(str(runs_dir)))
-  cells = summary[("quick", "cpu", "100 x 256, adam")]
+  cells = summary[("quick", "cpu", report.current_settings("quick"))]
   assert cells[("rts", "cnn", None)]["mean"] == pytest.approx(3.0)
   assert cells[("rts", "cnn", None)]["std"] == pytest.approx(2 ** 0.5)
   assert cells[("rts", "cnn", None)]["n"] == 2

@@ -234,7 +234,12 @@ def test_vmapped_seeds_equal_separate_runs(mock_dir, tmp_path, monkeypatch):
     a = jax.tree.leaves(_restore_params(dirs[s], 6))
     b = jax.tree.leaves(_restore_params(str(tmp_path / f"one_s{s}"), 6))
     for x, y in zip(a, b):
-      np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+      # By norm: Adam normalises each update, so rounding in a near-zero
+      # gradient moves that element by up to the learning rate (seen on jax
+      # 0.10.2: 4 of 259,504 elements, 7e-5); another seed's parameters would
+      # be off by O(1) of the norm.
+      assert np.linalg.norm(x - y) <= 1e-4 * np.linalg.norm(y) + 1e-6, (
+          s, x.shape, np.linalg.norm(x - y) / np.linalg.norm(y))
   # The seeds did differ.
   assert together[0]["test_loss"] != together[1]["test_loss"]
 
@@ -401,12 +406,11 @@ _TWO_DEVICES = textwrap.dedent("""
       cfg.train.batch_size = 8
       cfg.train.micro_batch_size = micro
       cfg.model.kernels = kernels
-      if kernels == "fast":
-        # Plain SGD, so that the parameters differ by the gradients'
-        # rounding: Adam normalises each update, which turns rounding in a
-        # near-zero gradient into a difference of the learning rate's size
-        # (seen with the micro-batches).
-        cfg.train.optimizer, cfg.train.learning_rate = "sgd", 0.1
+      # Plain SGD, so that the parameters differ by the gradients' rounding:
+      # Adam normalises each update, which turns rounding in a near-zero
+      # gradient into a difference of the learning rate's size (seen with the
+      # micro-batches, and on jax 0.10.2 with the XLA kernels too).
+      cfg.train.optimizer, cfg.train.learning_rate = "sgd", 0.1
       tx, schedule = train.make_optimizer(cfg.train)
       model = models.build_model(cfg.model, canvas_size=28)
       params = models.init_params(model, init_key, canvas_size=28)
