@@ -81,6 +81,11 @@ READINGS = {
     # default, whose inverse squashes about a tenth of the digits).
     "p_input": {"distortion.corners_moved_in": "input"},
     "p_output": {"distortion.corners_moved_in": "output"},
+    # E's lattice moves (reading 11), the same two conventions: "input" (the
+    # default since the tenth session; a cached TPS basis, ~15x cheaper on
+    # the CPU) or "output" (the earlier default, one TPS solve per digit).
+    "e_input": {"distortion.points_moved_in": "input"},
+    "e_output": {"distortion.points_moved_in": "output"},
 }
 
 # Group name -> [(config argument, reading, seeds)].
@@ -132,6 +137,14 @@ GROUPS = {
         ("p,fcn,quick", "p_input", (0, 1, 2)),
         ("p,st_fcn,affine,quick", "p_output", (0, 1, 2)),
         ("p,st_fcn,affine,quick", "p_input", (0, 1, 2)),
+    ],
+    # E's lattice convention at `quick`, FCN and ST-FCN affine, 3 seeds
+    # vmapped: does the cheaper "input" reading change the task?
+    "e_points": [
+        ("e,fcn,quick", "e_input", (0, 1, 2)),
+        ("e,fcn,quick", "e_output", (0, 1, 2)),
+        ("e,st_fcn,affine,quick", "e_input", (0, 1, 2)),
+        ("e,st_fcn,affine,quick", "e_output", (0, 1, 2)),
     ],
     # Queued, not yet run (mom_h401 is also the Table-1 paper sweep's
     # default RTS ST-FCN, which runs three seeds of it).

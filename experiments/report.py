@@ -76,7 +76,8 @@ def load_runs(runs_dir: str) -> list[dict]:
 # behaviour: (distortion, field) -> the value those older records used.
 # A record whose value differs from today's default is kept apart as an
 # older reading (`_settings`), never averaged with runs at the default.
-LEGACY_DISTORTION_FIELDS = {("p", "corners_moved_in"): "output"}
+LEGACY_DISTORTION_FIELDS = {("p", "corners_moved_in"): "output",
+                            ("e", "points_moved_in"): "output"}
 
 
 def recorded_distortion(record: dict) -> dict:

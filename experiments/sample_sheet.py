@@ -38,7 +38,8 @@ _TITLES = {
                     f"{v['canvas_size']}x{v['canvas_size']}"),
     "e": lambda v: (f"E: scale {v['min_scale']:g}-{v['max_scale']:g}, "
                     f"{v['tps_grid_size']}x{v['tps_grid_size']} TPS points "
-                    f"moved N(0, {v['control_std_px']:g} px), "
+                    f"moved N(0, {v['control_std_px']:g} px) in the "
+                    f"{v['points_moved_in']}, "
                     f"{v['canvas_size']}x{v['canvas_size']}"),
     "tc": lambda v: (f"TC: random position + {v['num_clutter']} clutter "
                      f"patches {v['clutter_size']}x{v['clutter_size']}, "

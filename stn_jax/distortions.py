@@ -35,11 +35,16 @@ Distortions (`S` = `canvas_size`, sizes in pixels):
   against the frame, squashing about a tenth of the digits to a line or
   nothing at corner_std_px=5 (docs/reproduction.md, reading 11).
 * "e": scale as in "p", then the points of a `tps_grid_size` x `tps_grid_size`
-  lattice over the digit frame (its edges included), after scaling, each moved
-  by N(0, control_std_px) in x and y (output pixels). The grid is the TPS that
-  sends each moved lattice point (the TPS's source points, in the output) back
-  to its place in the digit (the control points), so the warp is exact at
-  the lattice points.
+  lattice (its edges included), each moved by N(0, control_std_px) in x and
+  y, and the thin-plate spline through the point pairs. Which lattice moves
+  is `points_moved_in`, as for "p": "input" (the default) moves the points
+  where the canvas lattice samples the digit (the TPS's control points, in
+  digit pixels, at the canvas lattice divided by the scale), the convention
+  of the STN's own TPS transformer, whose source points then stay fixed, so
+  the grid is one cached `[S*S, K]` product per digit; "output" moves the
+  scaled digit frame's lattice on the canvas (the forward warp: the moved
+  points are the TPS's source points, sent back to the digit lattice), which
+  solves a new TPS system per digit, ~20x the cost of "input" on a CPU.
 * "tc": the 28x28 digit at a uniformly random integer position fully on the
   canvas, plus `num_clutter` patches of `clutter_size` x `clutter_size` cut at
   uniformly random integer positions (anywhere in the 28x28 frame, so some
@@ -213,6 +218,9 @@ def _sample_p(key, p: Params, num_sources):
               k_corner, (4, 2), jnp.float32)}
 
 
+# Where the random moves of "p" (corners) and "e" (lattice points) apply:
+# "input", the digit's pixels where the canvas samples it (the STN's own
+# T: output -> input), or "output", the canvas (the forward warp).
 CORNER_CONVENTIONS = ("input", "output")
 
 
@@ -269,30 +277,48 @@ def _sample_e(key, p: Params, num_sources):
               k_ctrl, (k, 2), jnp.float32)}
 
 
-def elastic_grid(scale, control_offsets, *, canvas_size: int):
+def elastic_grid(scale, control_offsets, *, canvas_size: int,
+                 points_moved_in: str = "input"):
   """The `[S, S, 2]` TPS grid of the "e" warp.
 
   Args:
     scale: scalar, the digit's scale about the centre.
-    control_offsets: `[K, 2]` (x, y) moves in canvas pixels of the K lattice
-      points (`stn_jax.tps_source_points(K)` over the digit frame, scaled).
+    control_offsets: `[K, 2]` (x, y) moves in pixels of the K lattice points
+      (`stn_jax.tps_source_points(K)`, row-major).
     canvas_size: output size S.
+    points_moved_in: "input": the lattice is the canvas's (fixed source
+      points), and the moves are in digit pixels, applied where it samples
+      the digit (normalised: lattice * S / (28 scale)); "output": the lattice
+      is the digit frame's, scaled onto the canvas and moved there in canvas
+      pixels (the moved points are the source points).
 
   Returns:
-    `[S, S, 2]` grid; the moved lattice points map exactly onto the lattice.
+    `[S, S, 2]` grid. "input": each canvas lattice point samples the digit
+    exactly at its moved point; "output": each moved point samples the digit
+    exactly at its lattice point.
   """
   k = control_offsets.shape[0]
   lattice = jnp.asarray(stn_jax.tps_source_points(k))
-  moved = _digit_points_to_output_norm(lattice, scale, control_offsets,
-                                       canvas_size)
-  return stn_jax.tps_grid(lattice, (canvas_size, canvas_size),
-                          source_points=moved)
+  if points_moved_in == "input":
+    scale = jnp.asarray(scale, jnp.float32)
+    offsets = jnp.asarray(control_offsets, jnp.float32)
+    sampled = lattice * (canvas_size / (DIGIT_SIZE * scale)) + offsets * (
+        2.0 / DIGIT_SIZE)
+    return stn_jax.tps_grid(sampled, (canvas_size, canvas_size))
+  if points_moved_in == "output":
+    moved = _digit_points_to_output_norm(lattice, scale, control_offsets,
+                                         canvas_size)
+    return stn_jax.tps_grid(lattice, (canvas_size, canvas_size),
+                            source_points=moved)
+  raise ValueError(f"`points_moved_in` must be one of "
+                   f"{list(CORNER_CONVENTIONS)}, got {points_moved_in!r}.")
 
 
 def _render_e(image, params, p: Params, clutter_source):
   del clutter_source
   grid = elastic_grid(params["scale"], params["control_offsets"],
-                      canvas_size=p["canvas_size"])
+                      canvas_size=p["canvas_size"],
+                      points_moved_in=p["points_moved_in"])
   return stn_jax.sample(image, grid, **_SAMPLE_KW)
 
 
@@ -375,7 +401,8 @@ DISTORTIONS: dict[str, Distortion] = {
                     _sample_p, _render_p),
     "e": Distortion("e", {"canvas_size": 28, "min_scale": 0.75,
                           "max_scale": 1.0, "tps_grid_size": 4,
-                          "control_std_px": 1.5},
+                          "control_std_px": 1.5,
+                          "points_moved_in": "input"},
                     _sample_e, _render_e),
     "tc": Distortion("tc", {"canvas_size": 60, "num_clutter": 6,
                             "clutter_size": 6},
@@ -411,6 +438,7 @@ _FIELDS = {
     "num_clutter": (int, 0, None),
     "clutter_size": (int, 1, DIGIT_SIZE),
     "corners_moved_in": (str, CORNER_CONVENTIONS, None),
+    "points_moved_in": (str, CORNER_CONVENTIONS, None),
 }
 
 

@@ -1,10 +1,13 @@
 """Tests of the distorted-MNIST generators (synthetic digits; no data needed)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from scipy import interpolate
 from scipy import ndimage
 from scipy import stats
 
@@ -86,7 +89,7 @@ def test_default_configs_match_the_paper():
       "corner_std_px": 5.0, "corners_moved_in": "input"}
   assert dict(D.default_distortion_config("e")) == {
       "canvas_size": 28, "min_scale": 0.75, "max_scale": 1.0,
-      "tps_grid_size": 4, "control_std_px": 1.5}
+      "tps_grid_size": 4, "control_std_px": 1.5, "points_moved_in": "input"}
   assert dict(D.default_distortion_config("tc")) == {
       "canvas_size": 60, "num_clutter": 6, "clutter_size": 6}
   for name in NAMES:
@@ -327,14 +330,14 @@ def test_p_input_convention_keeps_the_digits():
   assert lost["output"] > 0.05
 
 
-def test_e_moves_lattice_points_by_their_offsets():
-  """The E grid sends each moved (scaled) lattice point exactly back onto its
-  lattice point in the digit."""
+def test_e_output_convention_moves_lattice_points_by_their_offsets():
+  """points_moved_in="output": the E grid sends each moved (scaled) lattice
+  point exactly back onto its lattice point in the digit."""
   lattice_px = (stn_jax.tps_source_points(16) + 1.0) * 14.0 - 0.5
   offsets = np.random.default_rng(0).normal(0, 1.5, (16, 2)).astype(np.float32)
   scale = 0.9
   grid = np.asarray(D.elastic_grid(jnp.float32(scale), jnp.asarray(offsets),
-                                   canvas_size=28))
+                                   canvas_size=28, points_moved_in="output"))
   grid_px = (grid + 1.0) * 14.0 - 0.5
   for k in (5, 6, 9, 10):  # inner points: their moved positions are on canvas
     moved = 13.5 + scale * (lattice_px[k] - 13.5) + offsets[k]
@@ -343,16 +346,70 @@ def test_e_moves_lattice_points_by_their_offsets():
     np.testing.assert_allclose(at, lattice_px[k], atol=0.05)
 
 
-def test_e_renders_in_the_direction_of_the_moves():
-  """Equal moves of every lattice point shift the whole digit by that much."""
+@pytest.mark.parametrize("canvas", [28, 36])
+def test_e_input_convention_matches_a_scipy_thin_plate_spline(canvas):
+  """points_moved_in="input": the canvas lattice point u samples the digit at
+  centre + (u - canvas centre) / scale + offset (pixels), and every other
+  pixel follows the thin-plate spline through those pairs (SciPy's
+  `RBFInterpolator`, an independent TPS; the spline does not depend on the
+  coordinates' units)."""
+  k = 16
+  offsets = np.random.default_rng(1).normal(0, 1.5, (k, 2))
+  scale = 0.85
+  grid = np.asarray(D.elastic_grid(jnp.float32(scale),
+                                   jnp.asarray(offsets, jnp.float32),
+                                   canvas_size=canvas))
+  c_out = (canvas - 1) / 2.0
+  lattice_out = (stn_jax.tps_source_points(k) + 1.0) * canvas / 2.0 - 0.5
+  sampled = 13.5 + (lattice_out - c_out) / scale + offsets
+  tps = interpolate.RBFInterpolator(lattice_out, sampled,
+                                    kernel="thin_plate_spline", degree=1)
+  ys, xs = np.mgrid[0:canvas, 0:canvas].astype(np.float64)
+  want_px = tps(np.stack([xs.ravel(), ys.ravel()], -1)).reshape(
+      canvas, canvas, 2)
+  np.testing.assert_allclose((grid + 1.0) * 14.0 - 0.5, want_px, atol=2e-3)
+
+
+@pytest.mark.parametrize("conv", ["input", "output"])
+def test_e_renders_in_the_direction_of_the_moves(conv):
+  """Equal moves of every lattice point shift the whole digit: by the move
+  (canvas pixels) when the digit's lattice moves on the canvas ("output"),
+  against it, scaled, when the sampling points move in the digit ("input")."""
   cfg = D.default_distortion_config("e")
+  cfg.points_moved_in = conv
   q, scale, move = np.array([9.0, 17.0]), 0.8, np.array([2.0, -1.5])
   out = D.render("e", _blob(*q)[None],
                  {"scale": jnp.array([scale]),
                   "control_offsets": jnp.asarray(
                       np.tile(move, (1, 16, 1)), jnp.float32)}, cfg)[0]
-  np.testing.assert_allclose(_centroid(out), 13.5 + scale * (q - 13.5) + move,
+  shift = move if conv == "output" else -scale * move
+  np.testing.assert_allclose(_centroid(out), 13.5 + scale * (q - 13.5) + shift,
                              atol=0.05)
+
+
+def test_e_conventions_distort_alike():
+  """Both E readings keep the digits and move the sampling grid by about the
+  noise's size (1.5 px): "input" moves in digit pixels, "output" in canvas
+  pixels (1/scale more in the digit), so neither is a different task."""
+  images = _digits(500)
+  moved = {}
+  for conv in ("input", "output"):
+    cfg = D.default_distortion_config("e")
+    cfg.points_moved_in = conv
+    params = D.sample_params("e", jax.random.key(3), 500, cfg)
+    grid = functools.partial(D.elastic_grid, canvas_size=28,
+                             points_moved_in=conv)
+    g = jax.vmap(grid)(params["scale"], params["control_offsets"])
+    g0 = jax.vmap(grid)(params["scale"],
+                        jnp.zeros_like(params["control_offsets"]))
+    moved[conv] = float(np.linalg.norm(np.asarray(g - g0), axis=-1).mean()
+                        ) * 14.0
+    out = np.asarray(D.render("e", images, params, cfg))
+    ink = images.astype(np.float32).sum((1, 2)) / 255.0
+    kept = out.sum((1, 2, 3)) / ink / np.asarray(params["scale"]) ** 2
+    assert (kept < 0.5).mean() < 0.01, conv
+  assert 1.2 < moved["input"] < 1.7
+  assert 1.5 < moved["output"] < 2.1
 
 
 # ------------------------------------------------------------------------ TC
@@ -464,7 +521,8 @@ def test_bad_names_and_configs_raise():
               dict(min_scale=0.0)],
       "p": [dict(corner_std_px=-0.1), dict(max_scale=float("nan")),
             dict(corners_moved_in="canvas"), dict(corners_moved_in=1)],
-      "e": [dict(tps_grid_size=1), dict(control_std_px=-1.0)],
+      "e": [dict(tps_grid_size=1), dict(control_std_px=-1.0),
+            dict(points_moved_in="canvas"), dict(points_moved_in=None)],
       "tc": [dict(clutter_size=29), dict(num_clutter=-1),
              dict(num_clutter=True)],
   }

@@ -166,6 +166,19 @@ def test_runs_on_an_older_distortion_reading_stay_apart(tmp_path, record):
   assert "| R FCN | 2.1 | missing" not in section
 
 
+def test_e_runs_without_the_points_field_are_the_older_reading(record):
+  old = _variant(record, seed=0, error=4.0)
+  old["distortion"] = "e"
+  old["config"]["distortion"] = {"canvas_size": 28, "min_scale": 0.75,
+                                 "max_scale": 1.0, "tps_grid_size": 4,
+                                 "control_std_px": 1.5}
+  assert report.recorded_distortion(old)["points_moved_in"] == "output"
+  assert report.recorded_distortion(old).get("corners_moved_in") is None
+  assert not report.is_default_run(old)
+  old["config"]["distortion"]["points_moved_in"] = "input"
+  assert report.is_default_run(old)
+
+
 def test_resumed_runs_count_every_process_or_are_marked(tmp_path, record):
   # Seed 0 resumed by a process that recorded the whole run's time; seed 1
   # resumed by an older one that recorded its own time only.
