@@ -45,6 +45,14 @@ LIKELY_CAUSES = {
         "(configs/ablations.py:rts_fcn_width); and seed-to-seed spread: four "
         "seed runs of the default give 5.32-5.73 %, so the mean of three is "
         "uncertain by about 0.1 (docs/reproduction.md, 'Missed targets')",
+    ("paper", ("p", "fcn", None)):
+        "underfitting at the 349-unit (~400k-parameter) width that meets R "
+        "FCN: train error on fresh distortions 4.21-4.29 % over the last "
+        "10k steps, about the test error (4.08-4.36 %), which the second "
+        "learning-rate drop (at 100k steps: 4.09-4.48 %) moves by at most "
+        "0.14, so more steps would not close it; a wider P "
+        "FCN (configs/ablations.py:p_fcn_width) tests it "
+        "(docs/reproduction.md, 'Missed targets')",
     ("fast", ("rts", "cnn", None)):
         "the budget (a fifth of the paper's): the model underfits, train "
         "error 0.9 % over the last 3k steps against 0.1 % for RTS ST-CNN "
