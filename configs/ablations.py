@@ -82,8 +82,8 @@ READINGS = {
     "p_input": {"distortion.corners_moved_in": "input"},
     "p_output": {"distortion.corners_moved_in": "output"},
     # E's lattice moves (reading 11), the same two conventions: "input" (the
-    # default since the tenth session; a cached TPS basis, ~15x cheaper on
-    # the CPU) or "output" (the earlier default, one TPS solve per digit).
+    # default since the tenth session; a cached TPS basis) or "output" (the
+    # earlier default, one TPS solve per digit).
     "e_input": {"distortion.points_moved_in": "input"},
     "e_output": {"distortion.points_moved_in": "output"},
 }

@@ -44,7 +44,8 @@ Distortions (`S` = `canvas_size`, sizes in pixels):
   the grid is one cached `[S*S, K]` product per digit; "output" moves the
   scaled digit frame's lattice on the canvas (the forward warp: the moved
   points are the TPS's source points, sent back to the digit lattice), which
-  solves a new TPS system per digit, ~20x the cost of "input" on a CPU.
+  solves a new TPS system per digit (docs/reproduction.md, reading 11, has
+  the cost of each).
 * "tc": the 28x28 digit at a uniformly random integer position fully on the
   canvas, plus `num_clutter` patches of `clutter_size` x `clutter_size` cut at
   uniformly random integer positions (anywhere in the 28x28 frame, so some
