@@ -50,8 +50,11 @@ LIKELY_CAUSES = {
         "FCN: train error on fresh distortions 4.21-4.29 % over the last "
         "10k steps, about the test error (4.08-4.36 %), which the second "
         "learning-rate drop (at 100k steps: 4.09-4.48 %) moves by at most "
-        "0.14, so more steps would not close it; a wider P "
-        "FCN (configs/ablations.py:p_fcn_width) tests it "
+        "0.14, so more steps would not close it; width explains part of "
+        "it: at 512 units (669k parameters, seed 0) 3.83 % against 4.08 % "
+        "at 349, still underfitting (train error 3.82 %), "
+        "configs/ablations.py:p_fcn_width; the rest is likely the P "
+        "reading (corner noise N(0, 5 px), from reproductions), untested "
         "(docs/reproduction.md, 'Missed targets')",
     ("fast", ("rts", "cnn", None)):
         "the budget (a fifth of the paper's): the model underfits, train "
