@@ -81,9 +81,9 @@ READINGS = {
     # default, whose inverse squashes about a tenth of the digits).
     "p_input": {"distortion.corners_moved_in": "input"},
     "p_output": {"distortion.corners_moved_in": "output"},
-    # E's lattice moves (reading 11), the same two conventions: "input" (the
-    # default since the tenth session; a cached TPS basis) or "output" (the
-    # earlier default, one TPS solve per digit).
+    # E's lattice moves (reading 11), the same two conventions: "output"
+    # (the default, one TPS solve per digit) or "input" (a cached TPS basis,
+    # much cheaper; a milder task, results/ablations.md).
     "e_input": {"distortion.points_moved_in": "input"},
     "e_output": {"distortion.points_moved_in": "output"},
 }
@@ -139,7 +139,7 @@ GROUPS = {
         ("p,st_fcn,affine,quick", "p_input", (0, 1, 2)),
     ],
     # E's lattice convention at `quick`, FCN and ST-FCN affine, 3 seeds
-    # vmapped: does the cheaper "input" reading change the task?
+    # vmapped: does the cheaper "input" reading change the task? (It does.)
     "e_points": [
         ("e,fcn,quick", "e_input", (0, 1, 2)),
         ("e,fcn,quick", "e_output", (0, 1, 2)),

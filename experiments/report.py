@@ -160,12 +160,16 @@ def is_default_run(record: dict) -> bool:
 
 def add_default_runs(runs: list[dict], extra: list[dict]) -> list[dict]:
   """`runs` plus the records of `extra` (e.g. the ablations) that used their
-  cell's default config, skipping a (cell, protocol, seed) already in
-  `runs`; each added record is marked with `_from` = its file."""
-  seen = {(_cell_key(r), r["protocol"], r["seed"]) for r in runs}
+  cell's default config, skipping a (cell, protocol, settings, seed) already
+  in `runs` (a run at a retuned protocol's older settings does not hide one
+  at its current settings); each added record is marked with `_from` = its
+  file."""
+  seen = {(_cell_key(r), r["protocol"], _settings(r), r["seed"])
+          for r in runs}
   out = list(runs)
   for record in extra:
-    key = (_cell_key(record), record["protocol"], record["seed"])
+    key = (_cell_key(record), record["protocol"], _settings(record),
+           record["seed"])
     if key not in seen and is_default_run(record):
       seen.add(key)
       out.append(record)

@@ -37,15 +37,15 @@ Distortions (`S` = `canvas_size`, sizes in pixels):
 * "e": scale as in "p", then the points of a `tps_grid_size` x `tps_grid_size`
   lattice (its edges included), each moved by N(0, control_std_px) in x and
   y, and the thin-plate spline through the point pairs. Which lattice moves
-  is `points_moved_in`, as for "p": "input" (the default) moves the points
-  where the canvas lattice samples the digit (the TPS's control points, in
-  digit pixels, at the canvas lattice divided by the scale), the convention
-  of the STN's own TPS transformer, whose source points then stay fixed, so
-  the grid is one cached `[S*S, K]` product per digit; "output" moves the
-  scaled digit frame's lattice on the canvas (the forward warp: the moved
-  points are the TPS's source points, sent back to the digit lattice), which
-  solves a new TPS system per digit (docs/reproduction.md, reading 11, has
-  the cost of each).
+  is `points_moved_in`: "output" (the default) moves the scaled digit
+  frame's lattice on the canvas (the forward warp: the moved points are the
+  TPS's source points, sent back to the digit lattice), which solves a new
+  TPS system per digit; "input" moves the points where the canvas lattice
+  samples the digit (the TPS's control points, in digit pixels, at the
+  canvas lattice divided by the scale), the convention of the STN's own TPS
+  transformer, whose source points stay fixed, so the grid is one cached
+  `[S*S, K]` product per digit: much cheaper, and a milder task
+  (docs/reproduction.md, reading 11, has both measured).
 * "tc": the 28x28 digit at a uniformly random integer position fully on the
   canvas, plus `num_clutter` patches of `clutter_size` x `clutter_size` cut at
   uniformly random integer positions (anywhere in the 28x28 frame, so some
@@ -279,7 +279,7 @@ def _sample_e(key, p: Params, num_sources):
 
 
 def elastic_grid(scale, control_offsets, *, canvas_size: int,
-                 points_moved_in: str = "input"):
+                 points_moved_in: str = "output"):
   """The `[S, S, 2]` TPS grid of the "e" warp.
 
   Args:
@@ -403,7 +403,7 @@ DISTORTIONS: dict[str, Distortion] = {
     "e": Distortion("e", {"canvas_size": 28, "min_scale": 0.75,
                           "max_scale": 1.0, "tps_grid_size": 4,
                           "control_std_px": 1.5,
-                          "points_moved_in": "input"},
+                          "points_moved_in": "output"},
                     _sample_e, _render_e),
     "tc": Distortion("tc", {"canvas_size": 60, "num_clutter": 6,
                             "clutter_size": 6},

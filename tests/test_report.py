@@ -74,6 +74,13 @@ def test_default_runs_join_without_counting_a_seed_twice(record):
   joined = report.add_default_runs(runs, extra + [wide])
   assert sorted((r["seed"], r["test_error"]) for r in joined) == [
       (0, 2.0), (1, 3.0)]
+  # A seed-0 run at the protocol's older settings (fewer steps) does not
+  # hide a default seed-0 run at its current settings.
+  older = _variant(record, seed=0, error=7.0)
+  older["steps"] = 600
+  older["config"]["train"]["num_steps"] = 600
+  joined = report.add_default_runs([older], extra[:1])
+  assert sorted(r["test_error"] for r in joined) == [7.0, 9.0]
 
 
 def test_report_values_verdicts_and_vmapped_wall_time(tmp_path, record):
@@ -166,7 +173,7 @@ def test_runs_on_an_older_distortion_reading_stay_apart(tmp_path, record):
   assert "| R FCN | 2.1 | missing" not in section
 
 
-def test_e_runs_without_the_points_field_are_the_older_reading(record):
+def test_e_runs_without_the_points_field_used_the_output_reading(record):
   old = _variant(record, seed=0, error=4.0)
   old["distortion"] = "e"
   old["config"]["distortion"] = {"canvas_size": 28, "min_scale": 0.75,
@@ -174,9 +181,13 @@ def test_e_runs_without_the_points_field_are_the_older_reading(record):
                                  "control_std_px": 1.5}
   assert report.recorded_distortion(old)["points_moved_in"] == "output"
   assert report.recorded_distortion(old).get("corners_moved_in") is None
-  assert not report.is_default_run(old)
-  old["config"]["distortion"]["points_moved_in"] = "input"
+  # "output" is still E's default, so such a record is a default run and
+  # carries no reading note; an "input" run is kept apart.
   assert report.is_default_run(old)
+  assert "points_moved_in" not in report._settings(old)
+  old["config"]["distortion"]["points_moved_in"] = "input"
+  assert not report.is_default_run(old)
+  assert report._settings(old).endswith(", E points_moved_in=input")
 
 
 def test_resumed_runs_count_every_process_or_are_marked(tmp_path, record):
