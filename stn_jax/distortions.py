@@ -166,6 +166,15 @@ def _digit_points_to_output_norm(points_norm, scale, offsets_px, canvas: int):
   return (2.0 * out_px + 1.0) / canvas - 1.0
 
 
+def _output_points_to_digit_norm(points_norm, scale, offsets_px, canvas: int):
+  """Normalised canvas points -> the normalised digit points they sample
+  after the inverse scaling, moved by offsets in digit pixels."""
+  scale = jnp.asarray(scale, jnp.float32)
+  offsets = jnp.asarray(offsets_px, jnp.float32)
+  return points_norm * (canvas / (DIGIT_SIZE * scale)) + offsets * (
+      2.0 / DIGIT_SIZE)
+
+
 _CORNERS = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float32)
 
 
@@ -246,10 +255,8 @@ def projective_homography(scale, corner_offsets, *, canvas_size: int,
   """
   corners = jnp.asarray(_CORNERS)
   if corners_moved_in == "input":
-    scale = jnp.asarray(scale, jnp.float32)
-    offsets = jnp.asarray(corner_offsets, jnp.float32)
-    sampled = corners * (canvas_size / (DIGIT_SIZE * scale)) + offsets * (
-        2.0 / DIGIT_SIZE)
+    sampled = _output_points_to_digit_norm(corners, scale, corner_offsets,
+                                           canvas_size)
     return stn_jax.projective_from_points(corners, sampled)
   if corners_moved_in == "output":
     moved = _digit_points_to_output_norm(corners, scale, corner_offsets,
@@ -301,10 +308,8 @@ def elastic_grid(scale, control_offsets, *, canvas_size: int,
   k = control_offsets.shape[0]
   lattice = jnp.asarray(stn_jax.tps_source_points(k))
   if points_moved_in == "input":
-    scale = jnp.asarray(scale, jnp.float32)
-    offsets = jnp.asarray(control_offsets, jnp.float32)
-    sampled = lattice * (canvas_size / (DIGIT_SIZE * scale)) + offsets * (
-        2.0 / DIGIT_SIZE)
+    sampled = _output_points_to_digit_norm(lattice, scale, control_offsets,
+                                           canvas_size)
     return stn_jax.tps_grid(sampled, (canvas_size, canvas_size))
   if points_moved_in == "output":
     moved = _digit_points_to_output_norm(lattice, scale, control_offsets,
