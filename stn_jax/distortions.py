@@ -51,11 +51,9 @@ Distortions (`S` = `canvas_size`, sizes in pixels):
   uniformly random integer positions (anywhere in the 28x28 frame, so some
   patches are nearly blank, as in deepmind/mnist-cluttered) from uniformly
   random images of `clutter_source`, placed at uniformly random integer
-  positions fully on the canvas. The digit is placed with the sampler (an
-  exact copy at integer offsets); the patches are pasted (`dynamic_slice` /
-  `dynamic_update_slice`, the same exact copy, much cheaper than a canvas-size
-  sample per patch). Digit and patches combine with a pixelwise max, so
-  overlaps never exceed 1. "Other digits": a patch's source is drawn
+  positions fully on the canvas. Digit and patches are copied exactly
+  (`dynamic_slice` / `dynamic_update_slice`: every offset is an integer) and
+  combine with a pixelwise max, so overlaps never exceed 1. "Other digits": a patch's source is drawn
   from the whole `clutter_source`; it is the distorted digit itself with
   probability 1/len(clutter_source), which is left as is.
 
@@ -340,32 +338,26 @@ def _sample_tc(key, p: Params, num_sources):
   }
 
 
-def _place(patch, top_left, canvas: int):
-  """Samples `patch` [c, c, 1] onto a zero canvas with its (x, y) top-left
-  pixel at integer `top_left`: an exact copy, zeros elsewhere."""
-  m_px = _translate(-top_left.astype(jnp.float32))
-  theta = _pixel_theta(m_px, in_size=patch.shape[0], out_size=canvas)
-  return stn_jax.sample(patch, stn_jax.affine_grid(theta, (canvas, canvas)),
-                        **_SAMPLE_KW)
-
-
 def _render_tc(image, params, p: Params, clutter_source):
   s, c = p["canvas_size"], p["clutter_size"]
-  out = _place(image, params["digit_offset"], s)
+  dx, dy = params["digit_offset"][0], params["digit_offset"][1]
+  # Integer offsets: a copy is exact, and much cheaper under vmap than a
+  # canvas-size bilinear sample
+  # (benchmarks/results/design_notes.md#distortions-tc-copies).
+  out = jax.lax.dynamic_update_slice(jnp.zeros((s, s, 1), jnp.float32), image,
+                                     (dy, dx, 0))
 
-  def one_patch(index, src, dst):
-    source = _to_float(clutter_source[index])
-    patch = jax.lax.dynamic_slice(source, (src[1], src[0]), (c, c))
-    # An integer-position copy: pasting is exact and ~10x cheaper on CPU than
-    # sampling the whole canvas once per patch.
-    return jax.lax.dynamic_update_slice(
-        jnp.zeros((s, s, 1), jnp.float32), patch[..., None], (dst[1], dst[0], 0))
+  def paste_patch(k, canvas):
+    """Patch k's pixelwise max with the canvas under it, written back."""
+    src, dst = params["clutter_src"][k], params["clutter_dst"][k]
+    source = _to_float(clutter_source[params["clutter_index"][k]])[..., None]
+    patch = jax.lax.dynamic_slice(source, (src[1], src[0], 0), (c, c, 1))
+    under = jax.lax.dynamic_slice(canvas, (dst[1], dst[0], 0), (c, c, 1))
+    return jax.lax.dynamic_update_slice(canvas, jnp.maximum(under, patch),
+                                        (dst[1], dst[0], 0))
 
-  if p["num_clutter"]:
-    patches = jax.vmap(one_patch)(params["clutter_index"],
-                                  params["clutter_src"], params["clutter_dst"])
-    out = jnp.maximum(out, patches.max(axis=0))
-  return out
+  # One patch at a time onto the canvas: no canvas-size array per patch.
+  return jax.lax.fori_loop(0, p["num_clutter"], paste_patch, out)
 
 
 # ---------------------------------------------------------------- registry

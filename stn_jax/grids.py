@@ -327,6 +327,37 @@ def _tps_kernel(d2, xp):
   return xp.where(d2 > 0, d2 * xp.log(safe), 0.0)
 
 
+def _sq_dists(a, b):
+  """`[N, M]` squared distances between points `a` `[N, 2]` and `b` `[M, 2]`.
+
+  Per coordinate, not as a sum over a trailing axis of 2: XLA's CPU code for
+  that reduction is several times slower under vmap
+  (benchmarks/results/design_notes.md#grids-tps-traced-source).
+  """
+  dx = a[:, 0:1] - b[:, 0][None, :]
+  dy = a[:, 1:2] - b[:, 1][None, :]
+  return dx * dx + dy * dy
+
+
+def _tps_system(source, regularization, xp):
+  """The `[K + 3, K + 3]` TPS matrix L = [[U(P, P) + lambda I, Q], [Q^T, 0]]."""
+  k = source.shape[0]
+  ones = xp.ones((k, 1), source.dtype)
+  q = xp.concatenate([ones, source], axis=1)
+  top = xp.concatenate(
+      [_tps_kernel(_sq_dists(source, source), xp)
+       + regularization * xp.eye(k, dtype=source.dtype), q], 1)
+  bottom = xp.concatenate([q.T, xp.zeros((3, 3), source.dtype)], axis=1)
+  return xp.concatenate([top, bottom], axis=0)
+
+
+def _tps_features(targets, source, xp):
+  """`[N, K + 3]` rows [U(|t - p_k|) for k | 1 | t] of the N target points."""
+  return xp.concatenate([_tps_kernel(_sq_dists(targets, source), xp),
+                         xp.ones((targets.shape[0], 1), targets.dtype),
+                         targets], axis=1)
+
+
 def _tps_basis(targets, source, regularization, xp):
   """`[N, K]` matrix B with grid = B @ control_points for N target points.
 
@@ -336,21 +367,32 @@ def _tps_basis(targets, source, regularization, xp):
   a matrix that depends on the source points only, never on the control points.
   """
   k = source.shape[0]
-  d2 = ((source[:, None, :] - source[None, :, :]) ** 2).sum(-1)
-  ones = xp.ones((k, 1), source.dtype)
-  q = xp.concatenate([ones, source], axis=1)
-  top = xp.concatenate([_tps_kernel(d2, xp) + regularization * xp.eye(k), q], 1)
-  bottom = xp.concatenate([q.T, xp.zeros((3, 3), source.dtype)], axis=1)
-  system = xp.concatenate([top, bottom], axis=0)
   # Solve for the first K columns of inv(L): L X = [I_K; 0].
   rhs = xp.concatenate([xp.eye(k), xp.zeros((3, k))], axis=0).astype(
       source.dtype)
-  coeff_map = xp.linalg.solve(system, rhs)  # [K + 3, K]
-  t2 = ((targets[:, None, :] - source[None, :, :]) ** 2).sum(-1)
-  tq = xp.concatenate([_tps_kernel(t2, xp),
-                       xp.ones((targets.shape[0], 1), targets.dtype),
-                       targets], axis=1)  # [N, K + 3]
-  return tq @ coeff_map
+  coeff_map = xp.linalg.solve(_tps_system(source, regularization, xp), rhs)
+  return _tps_features(targets, source, xp) @ coeff_map
+
+
+def _tps_grid_traced(control_points, source, targets, regularization):
+  """`[N, 2]` TPS values at `targets` for traced source points.
+
+  Solves L [w; a] = [c; 0] for the two coordinate columns only (not the
+  `[K + 3, K]` basis): per example that is 2 right-hand sides instead of K
+  and no `[N, K + 3] @ [K + 3, K]` product.
+  """
+  rhs = jnp.concatenate(
+      [control_points, jnp.zeros((3, 2), control_points.dtype)], axis=0)
+  coeffs = jnp.linalg.solve(_tps_system(source, regularization, jnp), rhs)
+  k = source.shape[0]
+  weights, affine = coeffs[:k], coeffs[k:]
+  # The kernel part as a product, the affine part elementwise: no [N, K + 3]
+  # feature matrix is written.
+  bent = jnp.einsum("nk,kc->nc",
+                    _tps_kernel(_sq_dists(targets, source), jnp), weights,
+                    precision=jax.lax.Precision.HIGHEST)
+  return (bent + affine[0] + targets[:, 0:1] * affine[1]
+          + targets[:, 1:2] * affine[2])
 
 
 @functools.lru_cache(maxsize=64)
@@ -364,6 +406,30 @@ def _tps_basis_cached(shape, source_bytes, num_points, regularization,
   targets = np.stack([xs.ravel(), ys.ravel()], axis=-1)
   basis = _tps_basis(targets, source, regularization, np)
   return np.asarray(basis, np.float32)
+
+
+def _check_tps_args(k: int, source_points, regularization):
+  """Checked `(source_points, regularization)`; default source points: lattice."""
+  try:
+    regularization = float(regularization)
+  except TypeError as e:
+    raise ValueError("`regularization` must be a Python float >= 0, got "
+                     f"{regularization!r}.") from e
+  if not regularization >= 0:
+    raise ValueError(
+        f"`regularization` must be >= 0, got {regularization!r}.")
+  if source_points is None:
+    return tps_source_points(k), regularization
+  if np.shape(source_points) != (k, 2):
+    raise ValueError(
+        f"`source_points` must have shape [{k}, 2] like `control_points`, "
+        f"got shape {list(np.shape(source_points))}.")
+  return source_points, regularization
+
+
+def _target_points(shape, align_corners: bool) -> jnp.ndarray:
+  """`[h * w, 2]` (x, y) output pixel centres, row-major."""
+  return base_grid(shape, align_corners=align_corners)[..., :2].reshape(-1, 2)
 
 
 def tps_grid(control_points, shape, *, source_points=None,
@@ -380,7 +446,9 @@ def tps_grid(control_points, shape, *, source_points=None,
   (non-traced) source points the whole linear map control points -> grid is a
   `[h*w, K]` matrix computed once in float64 and cached; a call is then one
   `[h*w, K] @ [K, 2]` product, and a vmapped batch holds no per-example kernel
-  values at all. Traced source points are solved per call.
+  values at all. Traced source points (a spline per example, e.g. the "e"
+  distortion's moved lattice) are solved per call, for the two coordinate
+  columns only.
 
   Args:
     control_points: `[K, 2]` of (x, y) input positions where the source points
@@ -405,6 +473,14 @@ def tps_grid(control_points, shape, *, source_points=None,
                       batch_call=_vmap_call("tps_grid", "control_points",
                                             shape, 2))
   shape = _checks.check_output_shape("shape", shape, 2)
+  source_points, regularization = _check_tps_args(
+      control_points.shape[0], source_points, regularization)
+  if isinstance(source_points, jax.core.Tracer):
+    grid = _tps_grid_traced(
+        control_points, _as_float(source_points).astype(control_points.dtype),
+        _target_points(shape, align_corners).astype(control_points.dtype),
+        regularization)
+    return grid.reshape(shape + (2,))
   basis = tps_basis(control_points.shape[0], shape,
                     source_points=source_points,
                     regularization=regularization,
@@ -430,25 +506,12 @@ def tps_basis(num_points: int, shape, *, source_points=None,
   """
   k = num_points
   shape = _checks.check_output_shape("shape", shape, 2)
-  try:
-    regularization = float(regularization)
-  except TypeError as e:
-    raise ValueError("`regularization` must be a Python float >= 0, got "
-                     f"{regularization!r}.") from e
-  if not regularization >= 0:
-    raise ValueError(
-        f"`regularization` must be >= 0, got {regularization!r}.")
-  if source_points is None:
-    source_points = tps_source_points(k)
-  elif np.shape(source_points) != (k, 2):
-    raise ValueError(
-        f"`source_points` must have shape [{k}, 2] like `control_points`, "
-        f"got shape {list(np.shape(source_points))}.")
+  source_points, regularization = _check_tps_args(k, source_points,
+                                                  regularization)
   if isinstance(source_points, jax.core.Tracer):
-    targets = base_grid(shape, align_corners=align_corners)[..., :2]
     source = _as_float(source_points)
-    basis = _tps_basis(targets.reshape(-1, 2).astype(source.dtype), source,
-                       regularization, jnp)
+    basis = _tps_basis(_target_points(shape, align_corners).astype(
+        source.dtype), source, regularization, jnp)
   else:
     source = np.asarray(source_points, np.float64)
     basis = jnp.asarray(_tps_basis_cached(shape, source.tobytes(), k,

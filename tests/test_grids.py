@@ -315,6 +315,27 @@ def test_tps_custom_source_points_pass_through_control_points():
   np.testing.assert_allclose(grid, expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("align_corners", ALIGN)
+def test_tps_traced_source_points_match_independent_numpy_solve(
+    align_corners):
+  """Source points traced under jit take the per-call two-column solve (the
+  "e" distortion's path); it must agree with numpy and with the cached path."""
+  rng = np.random.default_rng(13)
+  source = (stn_jax.tps_source_points(16).astype(np.float64)
+            + rng.normal(scale=0.05, size=(16, 2)))
+  control = source + rng.normal(scale=0.15, size=(16, 2))
+  traced = jax.jit(lambda c, s: stn_jax.tps_grid(
+      c, (6, 7), source_points=s, align_corners=align_corners))(
+          control.astype(np.float32), source.astype(np.float32))
+  targets = ref.pixel_centres((6, 7), align_corners).reshape(-1, 2)
+  expected = _numpy_tps(source, control, targets).reshape(6, 7, 2)
+  np.testing.assert_allclose(traced, expected, atol=1e-4)
+  cached = stn_jax.tps_grid(control.astype(np.float32), (6, 7),
+                            source_points=source.astype(np.float32),
+                            align_corners=align_corners)
+  np.testing.assert_allclose(traced, cached, atol=1e-4)
+
+
 def test_tps_is_linear_in_control_points_and_differentiable():
   rng = np.random.default_rng(12)
   c1 = rng.normal(size=(16, 2)).astype(np.float32)
