@@ -229,7 +229,7 @@ def _sample_p(key, p: Params, num_sources):
 # Where the random moves of "p" (corners) and "e" (lattice points) apply:
 # "input", the digit's pixels where the canvas samples it (the STN's own
 # T: output -> input), or "output", the canvas (the forward warp).
-CORNER_CONVENTIONS = ("input", "output")
+MOVE_CONVENTIONS = ("input", "output")
 
 
 def projective_homography(scale, corner_offsets, *, canvas_size: int,
@@ -261,7 +261,7 @@ def projective_homography(scale, corner_offsets, *, canvas_size: int,
                                          canvas_size)
     return stn_jax.projective_from_points(moved, corners)
   raise ValueError(f"`corners_moved_in` must be one of "
-                   f"{list(CORNER_CONVENTIONS)}, got {corners_moved_in!r}.")
+                   f"{list(MOVE_CONVENTIONS)}, got {corners_moved_in!r}.")
 
 
 def _render_p(image, params, p: Params, clutter_source):
@@ -315,7 +315,7 @@ def elastic_grid(scale, control_offsets, *, canvas_size: int,
     return stn_jax.tps_grid(lattice, (canvas_size, canvas_size),
                             source_points=moved)
   raise ValueError(f"`points_moved_in` must be one of "
-                   f"{list(CORNER_CONVENTIONS)}, got {points_moved_in!r}.")
+                   f"{list(MOVE_CONVENTIONS)}, got {points_moved_in!r}.")
 
 
 def _render_e(image, params, p: Params, clutter_source):
@@ -435,8 +435,8 @@ _FIELDS = {
     "tps_grid_size": (int, 2, None),
     "num_clutter": (int, 0, None),
     "clutter_size": (int, 1, DIGIT_SIZE),
-    "corners_moved_in": (str, CORNER_CONVENTIONS, None),
-    "points_moved_in": (str, CORNER_CONVENTIONS, None),
+    "corners_moved_in": (str, MOVE_CONVENTIONS, None),
+    "points_moved_in": (str, MOVE_CONVENTIONS, None),
 }
 
 
