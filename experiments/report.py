@@ -53,8 +53,10 @@ LIKELY_CAUSES = {
         "0.14, so more steps would not close it; width explains part of "
         "it: at 512 units (669k parameters, seed 0) 3.83 % against 4.08 % "
         "at 349, still underfitting (train error 3.82 %), "
-        "configs/ablations.py:p_fcn_width; the rest is likely the P "
-        "reading (corner noise N(0, 5 px), from reproductions), untested "
+        "configs/ablations.py:p_fcn_width; the P reading itself (corner "
+        "noise N(0, 5 px), from reproductions) is not the main cause: P "
+        "ST-FCN affine on it meets its target (1.55 % against 1.5, 3 "
+        "seeds), so the remaining gap is the plain FCN's capacity for P "
         "(docs/reproduction.md, 'Missed targets')",
     ("fast", ("rts", "cnn", None)):
         "the budget (a fifth of the paper's): the model underfits, train "
