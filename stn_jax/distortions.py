@@ -53,9 +53,10 @@ Distortions (`S` = `canvas_size`, sizes in pixels):
   random images of `clutter_source`, placed at uniformly random integer
   positions fully on the canvas. Digit and patches are copied exactly
   (`dynamic_slice` / `dynamic_update_slice`: every offset is an integer) and
-  combine with a pixelwise max, so overlaps never exceed 1. "Other digits": a patch's source is drawn
-  from the whole `clutter_source`; it is the distorted digit itself with
-  probability 1/len(clutter_source), which is left as is.
+  combine with a pixelwise max, so overlaps never exceed 1. "Other digits":
+  a patch's source is drawn from the whole `clutter_source`; it is the
+  distorted digit itself with probability 1/len(clutter_source), which is
+  left as is.
 
 Randomness: a batch call splits its key into one key per example, so
 `fn(key, images)[i]` depends on `key`, `i` and `images[i]` only;
