@@ -409,7 +409,7 @@ def _tps_basis_cached(shape, source_bytes, num_points, regularization,
 
 
 def _check_tps_args(k: int, source_points, regularization):
-  """Checked `(source_points, regularization)`; default source points: lattice."""
+  """Checked `(source_points, regularization)`; default: the lattice."""
   try:
     regularization = float(regularization)
   except TypeError as e:
