@@ -386,13 +386,24 @@ def _tps_grid_traced(control_points, source, targets, regularization):
   coeffs = jnp.linalg.solve(_tps_system(source, regularization, jnp), rhs)
   k = source.shape[0]
   weights, affine = coeffs[:k], coeffs[k:]
-  # The kernel part as a product, the affine part elementwise: no [N, K + 3]
-  # feature matrix is written.
-  bent = jnp.einsum("nk,kc->nc",
-                    _tps_kernel(_sq_dists(targets, source), jnp), weights,
-                    precision=jax.lax.Precision.HIGHEST)
-  return (bent + affine[0] + targets[:, 0:1] * affine[1]
-          + targets[:, 1:2] * affine[2])
+
+  # The kernel part one source point at a time, summed in a loop: no
+  # [N, K] kernel matrix is written, and each logarithm is taken once for
+  # both coordinates, 2x faster than the kernel matrix and a product
+  # (benchmarks/results/design_notes.md#grids-tps-traced-source).
+  def add_point(i, bent):
+    d2 = ((targets[:, 0] - source[i, 0]) ** 2
+          + (targets[:, 1] - source[i, 1]) ** 2)
+    u = _tps_kernel(d2, jnp)
+    return bent[0] + u * weights[i, 0], bent[1] + u * weights[i, 1]
+
+  zero = jnp.zeros(targets.shape[:1], targets.dtype)
+  bent_x, bent_y = jax.lax.fori_loop(0, k, add_point, (zero, zero))
+  return jnp.stack(
+      [bent_x + affine[0, 0] + targets[:, 0] * affine[1, 0]
+       + targets[:, 1] * affine[2, 0],
+       bent_y + affine[0, 1] + targets[:, 0] * affine[1, 1]
+       + targets[:, 1] * affine[2, 1]], axis=-1)
 
 
 @functools.lru_cache(maxsize=64)

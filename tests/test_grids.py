@@ -336,6 +336,37 @@ def test_tps_traced_source_points_match_independent_numpy_solve(
   np.testing.assert_allclose(traced, cached, atol=1e-4)
 
 
+def test_tps_traced_source_points_gradient_matches_numpy_differences():
+  """The traced path sums the kernel in a loop over the source points; its
+  gradient w.r.t. the source and control points must match central
+  differences of the independent float64 numpy solve."""
+  rng = np.random.default_rng(14)
+  source = (stn_jax.tps_source_points(9).astype(np.float64)
+            + rng.normal(scale=0.05, size=(9, 2)))
+  control = source + rng.normal(scale=0.15, size=(9, 2))
+  weights = rng.normal(size=(5, 6, 2))
+  targets = ref.pixel_centres((5, 6), True).reshape(-1, 2)
+
+  def numpy_loss(s, c):
+    return np.sum(_numpy_tps(s, c, targets).reshape(5, 6, 2) * weights)
+
+  d_source, d_control = jax.grad(
+      lambda s, c: jnp.sum(stn_jax.tps_grid(c, (5, 6), source_points=s,
+                                            align_corners=True) * weights),
+      argnums=(0, 1))(source.astype(np.float32), control.astype(np.float32))
+  eps = 1e-6
+  for got, which in ((d_source, 0), (d_control, 1)):
+    expected = np.zeros((9, 2))
+    for i in range(9):
+      for c in range(2):
+        args = [source.copy(), control.copy()]
+        args[which][i, c] += eps
+        up = numpy_loss(*args)
+        args[which][i, c] -= 2 * eps
+        expected[i, c] = (up - numpy_loss(*args)) / (2 * eps)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3)
+
+
 def test_tps_is_linear_in_control_points_and_differentiable():
   rng = np.random.default_rng(12)
   c1 = rng.normal(size=(16, 2)).astype(np.float32)
