@@ -1,6 +1,6 @@
 r"""What the memory allocator costs a training run's steps on CPU.
 
-    XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false \
     python -m benchmarks.allocator \
         --json benchmarks/results/allocator_cpu.json \
         --markdown benchmarks/results/allocator_cpu.md
@@ -29,7 +29,6 @@ needs the library (Debian/Ubuntu: `apt-get install libtcmalloc-minimal4`) at
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import resource
@@ -38,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from benchmarks import environment
 
 DEFAULT_TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 ALLOCATORS = ("default", "tcmalloc")
@@ -206,12 +207,15 @@ def main(argv=None):
     parser.error("--rounds and --steps must be >= 1, --warmup >= 0")
   if args.test_examples < 1:
     parser.error(f"--test_examples must be >= 1, got {args.test_examples}")
-  if args.core not in os.sched_getaffinity(0):
-    parser.error(f"--core must be one of this process's cores "
-                 f"{sorted(os.sched_getaffinity(0))}, got {args.core}")
+  try:
+    if args.worker is not None:
+      # Before JAX starts: XLA sizes its thread pool from the affinity.
+      environment.pin_to_core(args.core)
+    else:
+      environment.check_core(args.core)
+  except ValueError as e:
+    parser.error(f"--core: {e}")
   if args.worker is not None:
-    # Before JAX starts: XLA sizes its thread pool from the affinity.
-    os.sched_setaffinity(0, {args.core})
     result = time_steps(args.worker, seeds=args.worker_seeds,
                         steps=args.steps, warmup=args.warmup,
                         test_examples=args.test_examples)
@@ -239,19 +243,15 @@ def main(argv=None):
               f"{result['minor_faults_per_step']:8.0f} faults/step, "
               f"{result['system_ms_per_step']:6.1f} ms system/step",
               flush=True)
-  import jax  # pylint: disable=g-import-not-at-top
-  results = {"date": datetime.date.today().isoformat(),
-             "jax": jax.__version__, "steps": args.steps,
-             "warmup": args.warmup, "rounds": args.rounds, "core": args.core,
-             "xla_flags": os.environ.get("XLA_FLAGS", ""),
+  setting = environment.describe()  # The workers set their own LD_PRELOAD.
+  results = {"date": setting["date"], "jax": setting["jax"],
+             "steps": args.steps, "warmup": args.warmup,
+             "rounds": args.rounds, "core": args.core,
+             "xla_flags": setting["xla_flags"],
              "tcmalloc": args.tcmalloc if "tcmalloc" in allocators else None,
              "runs": measured, "table": summarize(measured)}
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(results, f, indent=1)
-  if args.markdown:
-    with open(args.markdown, "w") as f:
-      f.write(to_markdown(results))
+  environment.write_results(results, to_markdown, json_path=args.json,
+                            markdown_path=args.markdown)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@ Each run is one Table-1 cell at the paper protocol (the CNN family's at the
 config overrides (a "reading"); `docs/reproduction.md` tabulates them beside
 the paper. Run them (resumable; finished runs are skipped):
 
-    XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false \
     python -m experiments.sweep --sweep=configs/ablations.py:rts \
         --workdir_root=workdirs/ablations --results_dir=results/ablations \
-        --parallel=2
+        --parallel=2 --pin_cpus
 
-(two single-threaded runs at once train ~1.3x more examples per second on
-the 2-core CPU than one run on both cores), then
+(two runs at once, each on its own core, train ~1.3x more examples per
+second on the 2-core CPU than one run on both cores), then
 
     python -m experiments.ablation_report
 

@@ -50,6 +50,11 @@ then `python -m experiments.sweep_report --workdir_root=sweeps/lr_loc`.
   its seeds vmapped: `configs/table1.py`'s VMAP_SEEDS_MODELS, the FCN
   family) that are still pending train as one process,
   `stn_jax.main --seeds=...`, each seed in its own workdir.
+* `--parallel=N` trains N jobs at once; with `--pin_cpus` each of the N
+  slots keeps its processes to its own share of the runner's CPUs
+  (`sched_setaffinity`; XLA sizes its thread pool from that affinity), so
+  parallel runs never compete for a core: `--parallel=2 --pin_cpus` on two
+  cores is one single-threaded run per core.
 * `--print_commands` prints one shell command per pending job instead, for
   a scheduler of your own; `--launcher=slurm` submits one SLURM job-array
   task per job through submitit (`experiments/launchers.py`), with the same
@@ -294,6 +299,37 @@ def _die_with_parent():
     pass  # not Linux: children may outlive a killed runner.
 
 
+def cpu_slots(parallel: int) -> list:
+  """This process's CPUs split into `parallel` disjoint sets (sorted lists of
+  core ids, contiguous, sizes differing by at most one), one per run slot.
+
+  Raises:
+    ValueError: fewer CPUs than `parallel`.
+  """
+  cores = sorted(os.sched_getaffinity(0))
+  if parallel > len(cores):
+    raise ValueError(f"--pin_cpus needs at least one CPU per run: "
+                     f"--parallel={parallel}, but this process may use "
+                     f"{len(cores)} ({cores})")
+  size, extra = divmod(len(cores), parallel)
+  slots, start = [], 0
+  for i in range(parallel):
+    end = start + size + (1 if i < extra else 0)
+    slots.append(cores[start:end])
+    start = end
+  return slots
+
+
+def _child_setup(cpus):
+  """The child's `preexec_fn`: die with the runner; keep to `cpus` if given
+  (XLA sizes its thread pool from the affinity it starts with)."""
+  def setup():
+    _die_with_parent()
+    if cpus is not None:
+      os.sched_setaffinity(0, cpus)
+  return setup
+
+
 def collect(run: dict, workdir: str, results_dir, *,
             reuse_results: bool = False) -> bool:
   """Whether `run` is done; copies a finished run's record to `results_dir`.
@@ -379,12 +415,13 @@ def is_locked(workdir: str) -> bool:
 # ------------------------------------------------------------------- jobs
 
 
-def start_job(job: list, ctx: dict):
+def start_job(job: list, ctx: dict, cpus=None):
   """Locks `job`, re-checks it under the lock and starts its process.
 
   Args:
     job: [(run, workdir)] (one run, or the pending seeds of a group).
     ctx: {"workdir_root", "config_file", "trainer", "results_dir"}.
+    cpus: core ids the process is restricted to, or None (not pinned).
 
   Returns:
     ("locked", names) when another runner holds a lock; ("done", names)
@@ -409,11 +446,12 @@ def start_job(job: list, ctx: dict):
   log = open(log_path, "ab")
   cmd = job_command(todo, ctx["workdir_root"], ctx["config_file"],
                     ctx["trainer"])
-  print(f"start {', '.join(r['name'] for r, _ in todo)}: {shlex.join(cmd)}",
-        flush=True)
+  where = "" if cpus is None else f" on CPUs {','.join(map(str, cpus))}"
+  print(f"start {', '.join(r['name'] for r, _ in todo)}{where}: "
+        f"{shlex.join(cmd)}", flush=True)
   # The child holds the locks too (pass_fds): they last while it trains.
   proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                          preexec_fn=_die_with_parent, pass_fds=tuple(fds),
+                          preexec_fn=_child_setup(cpus), pass_fds=tuple(fds),
                           cwd=ctx.get("cwd"))
   return "started", (proc, todo, fds, log, log_path, time.time())
 
@@ -457,18 +495,24 @@ def run_job_blocking(job: list, ctx: dict) -> dict:
   return finish_job(value, ctx)
 
 
-def run_local(jobs: list, ctx: dict, parallel: int) -> int:
+def run_local(jobs: list, ctx: dict, parallel: int, *,
+              pin_cpus: bool = False) -> int:
   """Trains `jobs`, `parallel` at a time; returns the exit status (1 when a
-  run failed)."""
-  running = []
+  run failed). With `pin_cpus`, each of the `parallel` slots keeps its runs
+  to its own share of the CPUs (`cpu_slots`)."""
+  free = cpu_slots(parallel) if pin_cpus else [None] * parallel
+  running = []  # (handle, cpus)
   failed, locked = [], []
   queue = list(jobs)
   while queue or running:
     while queue and len(running) < parallel:
-      state, value = start_job(queue.pop(0), ctx)
+      cpus = free.pop(0)
+      state, value = start_job(queue.pop(0), ctx, cpus)
       if state == "started":
-        running.append(value)
-      elif state == "locked":
+        running.append((value, cpus))
+        continue
+      free.insert(0, cpus)
+      if state == "locked":
         print(f"skip {', '.join(value)}: locked by another runner",
               flush=True)
         locked.extend(value)
@@ -476,8 +520,9 @@ def run_local(jobs: list, ctx: dict, parallel: int) -> int:
         print(f"done {', '.join(value)} (finished by another runner)",
               flush=True)
     time.sleep(0.2 if running else 0.0)
-    for handle in [h for h in running if h[0].poll() is not None]:
-      running.remove(handle)
+    for handle, cpus in [r for r in running if r[0][0].poll() is not None]:
+      running.remove((handle, cpus))
+      free.append(cpus)
       result = finish_job(handle, ctx)
       if result["status"] != "done":
         failed.extend(result["names"])
@@ -533,6 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--parallel", type=int, default=1,
                       help="runs trained at the same time by the local "
                       "launcher (default: %(default)s)")
+  parser.add_argument("--pin_cpus", action="store_true",
+                      help="local launcher: split this process's CPUs into "
+                      "--parallel disjoint sets and keep each run to one "
+                      "(XLA then sizes its thread pool to that set), so "
+                      "parallel runs never compete for a core")
   parser.add_argument("--print_commands", action="store_true",
                       help="print one shell command per pending run and exit "
                       "(trains nothing)")
@@ -616,6 +666,14 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if args.parallel < 1:
     parser.error(f"--parallel must be >= 1, got {args.parallel}")
+  if args.pin_cpus:
+    if args.launcher != "local":
+      parser.error(f"--pin_cpus works with --launcher=local only, got "
+                   f"--launcher={args.launcher}")
+    try:
+      cpu_slots(args.parallel)
+    except ValueError as e:
+      parser.error(str(e))
   try:
     runs, definition, config_file, workdir_root, results_dir = _resolve(args)
   except ValueError as e:
@@ -639,7 +697,7 @@ def main(argv=None):
   ctx = {"workdir_root": workdir_root, "config_file": config_file,
          "trainer": args.trainer, "results_dir": results_dir}
   if args.launcher == "local":
-    return run_local(jobs, ctx, args.parallel)
+    return run_local(jobs, ctx, args.parallel, pin_cpus=args.pin_cpus)
   from experiments import launchers  # pylint: disable=g-import-not-at-top
   return launchers.submit(jobs, ctx, args)
 

@@ -7,7 +7,8 @@ Writes `<workdir>/results.json` (the fields of a real record) for each seed.
 Environment:
   FAKE_TRAINER_SLEEP  seconds to sleep before writing (default 0)
   FAKE_TRAINER_FAIL   exit with status 3 when a workdir contains this text
-  FAKE_TRAINER_LOG    append "start|end <workdir> <time>" lines to this file
+  FAKE_TRAINER_LOG    append "start|end <workdir> <time> <pid> <cpus>" lines
+                      to this file (cpus: the process's affinity, "0,1")
 """
 
 import json
@@ -32,8 +33,9 @@ def main(argv):
   def note(what, workdir):
     if log:
       fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-      os.write(fd, f"{what} {workdir} {time.time():.3f} {os.getpid()}\n"
-               .encode())
+      cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+      os.write(fd, f"{what} {workdir} {time.time():.3f} {os.getpid()} "
+               f"{cpus}\n".encode())
       os.close(fd)
 
   for w in workdirs:

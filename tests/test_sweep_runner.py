@@ -373,7 +373,7 @@ def test_parallel_runs_overlap(tmp_path, capsys, monkeypatch):
   assert code == 0
   events = []
   for line in log.read_text().splitlines():
-    kind, _, t, _ = line.split()
+    kind, _, t, _, _ = line.split()
     events.append((float(t), 1 if kind == "start" else -1))
   running = peak = 0
   for _, delta in sorted(events):
@@ -382,6 +382,58 @@ def test_parallel_runs_overlap(tmp_path, capsys, monkeypatch):
   assert peak == 2
   assert sorted(os.listdir(tmp_path / "runs")) == [f"run{i}.json"
                                                    for i in range(4)]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="needs 2 CPUs to pin 2 parallel runs")
+def test_pin_cpus_gives_parallel_runs_disjoint_cpus(tmp_path, capsys,
+                                                    monkeypatch):
+  log = tmp_path / "trainer.log"
+  monkeypatch.setenv("FAKE_TRAINER_LOG", str(log))
+  monkeypatch.setenv("FAKE_TRAINER_SLEEP", "1.0")
+  sweep_file = _write(tmp_path / "s.py", """
+      def get_sweep():
+        return [{"name": f"run{i}", "config": "r,cnn", "overrides": {"seed": 0},
+                 "group": None} for i in range(3)]
+      """)
+  code, out, _ = _main(capsys, f"--sweep={sweep_file}",
+                       f"--workdir_root={tmp_path / 'wd'}",
+                       f"--results_dir={tmp_path / 'runs'}", "--parallel=2",
+                       "--pin_cpus", f"--trainer={FAKE}")
+  assert code == 0
+  slots = sweep.cpu_slots(2)
+  starts = {}
+  for line in log.read_text().splitlines():
+    kind, workdir, t, _, cpus = line.split()
+    if kind == "start":
+      starts[os.path.basename(workdir)] = (float(t),
+                                           [int(c) for c in cpus.split(",")])
+  assert sorted(starts) == ["run0", "run1", "run2"]
+  assert all(cpus in slots for _, cpus in starts.values())
+  # The first two ran at once, on the two slots; the third reused a slot.
+  assert starts["run0"][1] != starts["run1"][1]
+  assert any(f"on CPUs {','.join(map(str, slots[0]))}:" in line
+             for line in out)
+
+
+def test_cpu_slots_split_the_cpus_evenly_and_refuse_too_many(monkeypatch):
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5, 1, 2, 7, 3})
+  assert sweep.cpu_slots(2) == [[1, 2, 3], [5, 7]]
+  assert sweep.cpu_slots(5) == [[1], [2], [3], [5], [7]]
+  with pytest.raises(ValueError, match=r"--parallel=6, but .* 5"):
+    sweep.cpu_slots(6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--parallel=4096", "--pin_cpus"], "--pin_cpus needs at least one CPU"),
+    (["--pin_cpus", "--launcher=slurm"], "--pin_cpus works with"),
+])
+def test_pin_cpus_bad_combinations_exit_with_one_line(tmp_path, capsys, args,
+                                                      message):
+  with pytest.raises(SystemExit) as e:
+    sweep.main(["--config=configs/distorted_mnist.py:r,fcn,smoke",
+                f"--workdir_root={tmp_path}", *args])
+  assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_a_group_trains_its_seeds_in_one_process(tmp_path, capsys,
