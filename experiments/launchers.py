@@ -79,7 +79,7 @@ def submit(jobs: list, ctx: dict, args) -> int:
           f"{handle.job_id}", flush=True)
   if args.no_wait:
     return 0
-  failed, locked = [], []
+  failed, locked, stopped = [], [], []
   for job, handle in zip(todo, submitted):
     names = [r["name"] for r, _ in job]
     try:
@@ -96,4 +96,6 @@ def submit(jobs: list, ctx: dict, args) -> int:
       failed.extend(result["names"])
     elif result["status"] == "locked":
       locked.extend(result["names"])
-  return sweep.report_outcome(locked, failed)
+    elif result["status"] == "stopped":  # SIGTERM (pre-empted): resumable.
+      stopped.extend(result["names"])
+  return sweep.report_outcome(locked, failed, stopped)

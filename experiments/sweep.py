@@ -46,6 +46,10 @@ then `python -m experiments.sweep_report --workdir_root=sweeps/lr_loc`.
   runner exit with status 1, and is tried again by the next runner.
 * The runner survives being killed: its children die with it (Linux
   PR_SET_PDEATHSIG), and running it again picks up where it stopped.
+  SIGTERM stops it cleanly (the local launcher): it starts nothing more,
+  passes the signal to its running trainers, which checkpoint the step
+  under way (`stn_jax.stop_signal`), waits for them and exits with status
+  143; their runs are "stopped", not failed, and resume from that step.
 * Runs of one "group" (the seeds of a setting whose model trains faster with
   its seeds vmapped: `configs/table1.py`'s VMAP_SEEDS_MODELS, the FCN
   family) that are still pending train as one process,
@@ -79,6 +83,7 @@ import time
 
 from experiments import sweep_grid
 from stn_jax import stderr_capture
+from stn_jax import stop_signal
 
 _PR_SET_PDEATHSIG = 1
 PROG = "experiments.sweep"
@@ -86,6 +91,9 @@ LOCK_NAME = "sweep.lock"  # In each run's workdir.
 FAILED_NAME = "sweep_failed.json"  # In a failed run's workdir.
 SWEEP_JSON = "sweep.json"  # In the workdir root of a grid sweep.
 DEFAULT_TRAINER = "stn_jax.main"
+# A trainer's exit status after a clean stop on SIGTERM (stn_jax.main), and
+# the status when it died of the signal before it could catch it.
+STOPPED_EXIT_CODES = (128 + signal.SIGTERM, -signal.SIGTERM)
 
 
 def load_sweep(spec: str) -> list[dict]:
@@ -233,16 +241,18 @@ def record_sweep(workdir_root: str, definition: dict, results_dir) -> None:
 # --------------------------------------------------------------- commands
 
 
-def report_outcome(locked: list, failed: list) -> int:
-  """Prints the runs skipped (locked by another runner) and failed; the exit
-  status: 1 if any run failed, else 0."""
+def report_outcome(locked: list, failed: list, stopped: tuple = ()) -> int:
+  """Prints the runs skipped (locked by another runner), failed and stopped;
+  the exit status: 1 if any run failed or stopped, else 0."""
   if locked:
     print(f"{len(locked)} runs skipped (training in another runner): "
           f"{locked}", flush=True)
+  if stopped:
+    print(f"{len(stopped)} runs stopped by SIGTERM (checkpointed; the same "
+          f"command resumes them): {list(stopped)}", flush=True)
   if failed:
     print(f"{len(failed)} runs failed: {failed}", flush=True)
-    return 1
-  return 0
+  return 1 if failed or stopped else 0
 
 
 def make_jobs(pending: list) -> list[list]:
@@ -458,14 +468,16 @@ def start_job(job: list, ctx: dict, cpus=None):
 
 def finish_job(handle, ctx: dict) -> dict:
   """Collects a finished job's records (or marks its runs failed), releases
-  its locks; returns {"names", "status": "done" | "failed", "exit_code",
-  "log", "seconds"}."""
+  its locks; returns {"names", "status": "done" | "stopped" | "failed",
+  "exit_code", "log", "seconds"}. "stopped": the trainer stopped on SIGTERM
+  (`STOPPED_EXIT_CODES`); its runs get no failure marker and resume."""
   proc, job, fds, log, log_path, start = handle
   log.close()
   try:
     done = proc.returncode == 0 and all(
         [collect(run, workdir, ctx["results_dir"]) for run, workdir in job])
-    if not done:
+    stopped = not done and proc.returncode in STOPPED_EXIT_CODES
+    if not done and not stopped:
       for run, workdir in job:
         with open(os.path.join(workdir, FAILED_NAME), "w") as f:
           json.dump({"exit_code": proc.returncode, "log": log_path,
@@ -474,11 +486,13 @@ def finish_job(handle, ctx: dict) -> dict:
     release(fds)
   seconds = time.time() - start
   names = [run["name"] for run, _ in job]
-  status = "done" if done else f"FAILED (exit {proc.returncode})"
-  print(f"{status} {', '.join(names)} after {seconds:.0f} s; log: {log_path}",
+  status = "done" if done else "stopped" if stopped else "failed"
+  shown = {"done": "done", "stopped": "stopped (checkpointed)",
+           "failed": f"FAILED (exit {proc.returncode})"}[status]
+  print(f"{shown} {', '.join(names)} after {seconds:.0f} s; log: {log_path}",
         flush=True)
-  return {"names": names, "status": "done" if done else "failed",
-          "exit_code": proc.returncode, "log": log_path, "seconds": seconds}
+  return {"names": names, "status": status, "exit_code": proc.returncode,
+          "log": log_path, "seconds": seconds}
 
 
 def run_job_blocking(job: list, ctx: dict) -> dict:
@@ -498,35 +512,50 @@ def run_job_blocking(job: list, ctx: dict) -> dict:
 def run_local(jobs: list, ctx: dict, parallel: int, *,
               pin_cpus: bool = False) -> int:
   """Trains `jobs`, `parallel` at a time; returns the exit status (1 when a
-  run failed). With `pin_cpus`, each of the `parallel` slots keeps its runs
-  to its own share of the CPUs (`cpu_slots`)."""
+  run failed or stopped; 143 when SIGTERM stopped this runner). With
+  `pin_cpus`, each of the `parallel` slots keeps its runs to its own share
+  of the CPUs (`cpu_slots`). On SIGTERM it starts no more jobs, passes the
+  signal to the running trainers and waits for them (they checkpoint)."""
   free = cpu_slots(parallel) if pin_cpus else [None] * parallel
   running = []  # (handle, cpus)
-  failed, locked = [], []
+  failed, locked, stopped = [], [], []
   queue = list(jobs)
-  while queue or running:
-    while queue and len(running) < parallel:
-      cpus = free.pop(0)
-      state, value = start_job(queue.pop(0), ctx, cpus)
-      if state == "started":
-        running.append((value, cpus))
-        continue
-      free.insert(0, cpus)
-      if state == "locked":
-        print(f"skip {', '.join(value)}: locked by another runner",
-              flush=True)
-        locked.extend(value)
-      else:
-        print(f"done {', '.join(value)} (finished by another runner)",
-              flush=True)
-    time.sleep(0.2 if running else 0.0)
-    for handle, cpus in [r for r in running if r[0][0].poll() is not None]:
-      running.remove((handle, cpus))
-      free.append(cpus)
-      result = finish_job(handle, ctx)
-      if result["status"] != "done":
-        failed.extend(result["names"])
-  return report_outcome(locked, failed)
+  forwarded = False
+  with stop_signal.StopOnSignal() as stop:
+    while queue or running:
+      if stop.requested is not None and not forwarded:
+        queue, forwarded = [], True
+        for (proc, *_), _ in running:
+          proc.send_signal(stop.requested)
+      while queue and len(running) < parallel:
+        cpus = free.pop(0)
+        state, value = start_job(queue.pop(0), ctx, cpus)
+        if state == "started":
+          running.append((value, cpus))
+          continue
+        free.insert(0, cpus)
+        if state == "locked":
+          print(f"skip {', '.join(value)}: locked by another runner",
+                flush=True)
+          locked.extend(value)
+        else:
+          print(f"done {', '.join(value)} (finished by another runner)",
+                flush=True)
+      time.sleep(0.2 if running else 0.0)
+      for handle, cpus in [r for r in running if r[0][0].poll() is not None]:
+        running.remove((handle, cpus))
+        free.append(cpus)
+        result = finish_job(handle, ctx)
+        if result["status"] == "failed":
+          failed.extend(result["names"])
+        elif result["status"] == "stopped":
+          stopped.extend(result["names"])
+  status = report_outcome(locked, failed, stopped)
+  if stop.requested is not None:
+    print(f"{PROG}: stopped by {signal.Signals(stop.requested).name}; the "
+          "same command resumes the sweep", flush=True)
+    return 128 + stop.requested
+  return status
 
 
 # ------------------------------------------------------------ command line

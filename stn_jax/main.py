@@ -17,7 +17,9 @@ checkpoint; when the workdir holds the finished run of the same config, it
 prints "already finished: test error X% (workdir)" and exits leaving every file
 as it was; a finished run of a different config there is a one-line error
 (status 2) naming the keys that differ. A NaN/inf loss exits with status 1 and
-a message naming the step.
+a message naming the step. SIGTERM stops it cleanly: the step under way is
+finished and checkpointed, a line names it, and the status is 143 (128 +
+SIGTERM); the same command resumes from there (`stn_jax.stop_signal`).
 
 Several seeds of one config in one vmapped training step (faster for the
 small FCN models), each in its own workdir:
@@ -42,6 +44,7 @@ import ml_collections
 from ml_collections import config_flags
 
 from stn_jax import stderr_capture
+from stn_jax import stop_signal
 
 # `stn_jax.train` is imported in `main`, once the command line is known to be
 # good: it loads TensorFlow (through clu's metric writers), whose C++ logging
@@ -256,6 +259,10 @@ def main(argv):
     logging.error("%s", e)
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
     sys.exit(1)
+  except stop_signal.StoppedBySignal as e:
+    logging.warning("%s", e)
+    print(f"{PROG}: {e}", file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
 
 
 def run() -> None:

@@ -30,7 +30,10 @@
   `load_trained(workdir)` loads a finished run for inference.
 * Orbax `CheckpointManager` in `workdir/checkpoints`: every
   `train.checkpoint_every` steps and at the end; a run restarted with the
-  same workdir resumes from the latest checkpoint.
+  same workdir resumes from the latest checkpoint. SIGTERM (`kill`, a
+  cluster's pre-emption, a stopped sweep) stops the run cleanly: the step
+  under way finishes, is logged and checkpointed, and `StoppedBySignal`
+  (`stn_jax.stop_signal`) is raised; `stn_jax.main` exits with 143.
 * A non-finite loss or gradient stops the run with `NonFiniteLossError`
   naming the step; the last good checkpoint is kept (the bad state is never
   saved).
@@ -62,6 +65,7 @@ from stn_jax import distortions
 from stn_jax import input_pipeline
 from stn_jax import models
 from stn_jax import plotting
+from stn_jax import stop_signal
 from stn_jax import writers as writers_lib
 from stn_jax.cpu import xla_options
 from stn_jax.optim import make_optimizer
@@ -603,6 +607,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Raises:
     ValueError: invalid config, data or device count.
     NonFiniteLossError: the loss or gradient became NaN/inf.
+    stop_signal.StoppedBySignal: SIGTERM arrived; checkpoint saved.
   """
   return train_and_evaluate_seeds(config, {int(config.seed): workdir},
                                   validated=validated)[0]
@@ -640,6 +645,8 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
     FinishedRunConfigError: a workdir holds a finished run of another
       config.
     NonFiniteLossError: the loss or gradient of a seed became NaN/inf.
+    stop_signal.StoppedBySignal: SIGTERM arrived; every seed's checkpoint
+      is saved at the step it finished.
   """
   if not validated:
     validate_config(config)
@@ -778,7 +785,8 @@ class _Timing(NamedTuple):
 def _train_loop(config, run: _Run) -> tuple:
   """Steps `run.start_step` .. `train.num_steps`: logs, checkpoints and
   evaluates on schedule; returns `(state, last evaluation or None,
-  _Timing)`."""
+  _Timing)`. On SIGTERM it finishes the step, logs and checkpoints it and
+  raises `StoppedBySignal` (`stn_jax.stop_signal`)."""
   t = config.train
   axis, state = run.axis, run.state
   progress = _Progress(t.num_steps)
@@ -786,43 +794,53 @@ def _train_loop(config, run: _Run) -> tuple:
   trained_steps = 0
   interval = _Interval()
   evaluation = None
-  for step in range(run.start_step, t.num_steps):
-    step_start = time.time()
-    batch = run.batch_fn(jnp.asarray(step, jnp.int32),
-                         run.data.train_images, run.data.train_labels)
-    state, metrics = run.step_fn(state, batch)
-    metrics = jax.device_get(metrics)  # Also waits: the NaN check each step.
-    done = step + 1
-    _stop_on_non_finite(metrics, done, axis, run.managers, run.writers,
-                        run.dirs)
-    elapsed = time.time() - step_start
-    if step > run.start_step:
-      train_time += elapsed
-      trained_steps += 1
-    interval.add(metrics, elapsed)
-    # One metrics row per seed and logged step: training and test scalars.
-    rows = [{} for _ in run.dirs]
-    log = itstime(done, t.log_every, t.num_steps)
-    line = progress(done, log)
-    if line:
-      logging.info("%s", line)
-    if log:
-      run_time = run.run_time()
-      for i, row in enumerate(rows):
-        row.update(interval.scalars(axis, i, metrics, t.batch_size))
-        if run_time is not None:  # Read back by a later resume.
-          row["run_time_s"] = run_time
-      interval = _Interval()
-    if itstime(done, t.checkpoint_every, t.num_steps):
-      for i, m in enumerate(run.managers):
-        checkpoints.save(m, done, axis.take(state, i))
-    if itstime(done, t.eval_every, t.num_steps):
-      evaluation = run.evaluate(state, done)
-      for row, r in zip(rows, evaluation):
-        row.update(r)
-    for w, row in zip(run.writers, rows):
-      if row:
-        w.write_scalars(done, row)
+  with stop_signal.StopOnSignal() as stop:
+    for step in range(run.start_step, t.num_steps):
+      step_start = time.time()
+      batch = run.batch_fn(jnp.asarray(step, jnp.int32),
+                           run.data.train_images, run.data.train_labels)
+      state, metrics = run.step_fn(state, batch)
+      metrics = jax.device_get(metrics)  # Also waits: the NaN check each step.
+      done = step + 1
+      _stop_on_non_finite(metrics, done, axis, run.managers, run.writers,
+                          run.dirs)
+      elapsed = time.time() - step_start
+      if step > run.start_step:
+        train_time += elapsed
+        trained_steps += 1
+      interval.add(metrics, elapsed)
+      # A requested stop logs and checkpoints this step (the last one ends
+      # the run as usual).
+      stopping = stop.requested is not None and done < t.num_steps
+      # One metrics row per seed and logged step: training and test scalars.
+      rows = [{} for _ in run.dirs]
+      log = itstime(done, t.log_every, t.num_steps) or stopping
+      line = progress(done, log)
+      if line:
+        logging.info("%s", line)
+      if log:
+        run_time = run.run_time()
+        for i, row in enumerate(rows):
+          row.update(interval.scalars(axis, i, metrics, t.batch_size))
+          if run_time is not None:  # Read back by a later resume.
+            row["run_time_s"] = run_time
+        interval = _Interval()
+      if itstime(done, t.checkpoint_every, t.num_steps) or stopping:
+        for i, m in enumerate(run.managers):
+          checkpoints.save(m, done, axis.take(state, i))
+      if itstime(done, t.eval_every, t.num_steps):
+        evaluation = run.evaluate(state, done)
+        for row, r in zip(rows, evaluation):
+          row.update(r)
+      for w, row in zip(run.writers, rows):
+        if row:
+          w.write_scalars(done, row)
+      if stopping:
+        for m in run.managers:
+          m.wait_until_finished()
+        for w in run.writers:
+          w.flush()
+        raise stop_signal.StoppedBySignal(done, stop.requested, run.dirs)
   for m in run.managers:
     m.wait_until_finished()
   return state, evaluation, _Timing(train_time, trained_steps)

@@ -7,12 +7,15 @@ Writes `<workdir>/results.json` (the fields of a real record) for each seed.
 Environment:
   FAKE_TRAINER_SLEEP  seconds to sleep before writing (default 0)
   FAKE_TRAINER_FAIL   exit with status 3 when a workdir contains this text
-  FAKE_TRAINER_LOG    append "start|end <workdir> <time> <pid> <cpus>" lines
-                      to this file (cpus: the process's affinity, "0,1")
+  FAKE_TRAINER_LOG    append "start|end|stopped <workdir> <time> <pid> <cpus>"
+                      lines to this file (cpus: the process's affinity, "0,1")
+SIGTERM during the sleep logs "stopped" and exits with 143, as stn_jax.main
+after its clean stop.
 """
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -38,6 +41,12 @@ def main(argv):
                f"{cpus}\n".encode())
       os.close(fd)
 
+  def stop(signum, frame):  # pylint: disable=unused-argument
+    for w in workdirs:
+      note("stopped", w)
+    sys.exit(128 + signum)
+
+  signal.signal(signal.SIGTERM, stop)
   for w in workdirs:
     note("start", w)
   print(f"fake trainer: {flags['config']} {overrides} seeds {seeds}",

@@ -547,6 +547,39 @@ def test_a_killed_runner_leaves_nothing_that_blocks_the_next(tmp_path):
   assert os.path.exists(os.path.join(workdir, "results.json"))
 
 
+def test_sigterm_stops_the_runner_and_its_trainer_cleanly(tmp_path):
+  log = tmp_path / "trainer.log"
+  sweep_file = _write(tmp_path / "s.py", """
+      def get_sweep():
+        return [{"name": f"run{i}", "config": "r,cnn", "overrides": {"seed": i},
+                 "group": None} for i in range(2)]
+      """)
+  runner = _runner(tmp_path, sweep_file, log, 60)
+  deadline = time.time() + 30
+  while not _starts(log) and time.time() < deadline:
+    time.sleep(0.1)
+  assert _starts(log) == ["run0"]
+  runner.send_signal(signal.SIGTERM)
+  out = runner.communicate(timeout=30)[0]
+  # The signal reached the trainer, nothing more started, and the stopped
+  # run is resumable, not failed.
+  assert runner.returncode == 128 + signal.SIGTERM, out
+  stopped = [l.split()[1] for l in log.read_text().splitlines()
+             if l.startswith("stopped")]
+  assert [os.path.basename(w) for w in stopped] == ["run0"]
+  assert _starts(log) == ["run0"]
+  assert "stopped (checkpointed) run0" in out
+  assert "1 runs stopped by SIGTERM" in out
+  workdir = str(tmp_path / "wd" / "run0")
+  assert not os.path.exists(os.path.join(workdir, sweep.FAILED_NAME))
+  assert not sweep.is_locked(workdir)
+  again = _runner(tmp_path, sweep_file, log, 0)
+  out = again.communicate(timeout=60)[0]
+  assert again.returncode == 0, out
+  assert "2 runs, 0 done, 2 to go" in out
+  assert _starts(log) == ["run0", "run0", "run1"]
+
+
 # ------------------------------------------------------------------ submitit
 
 

@@ -10,6 +10,7 @@ to a temporary TFDS data dir first.
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -499,33 +500,63 @@ def test_train_step_rejects_bad_micro_batch_size(micro):
     train.train_step(state, batch, micro_batch_size=micro)
 
 
-@pytest.mark.slow
-def test_resume_after_kill_equals_uninterrupted_run(mock_dir, tmp_path):
-  arg = "r,st_fcn,affine,smoke"
-  steps, every = 300, 50
-  overrides = (f"--config.train.num_steps={steps}",
-               f"--config.train.checkpoint_every={every}",
-               f"--config.train.eval_every={steps}",
-               f"--config.train.log_every={every}")
-  full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
-  proc = subprocess.run(_main_argv(mock_dir, full, arg, *overrides), cwd=ROOT,
-                        env=_env(), capture_output=True, text=True,
-                        timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+_RESUME_ARG = "r,st_fcn,affine,smoke"
+_RESUME_STEPS, _RESUME_EVERY = 300, 50
+_RESUME_OVERRIDES = (f"--config.train.num_steps={_RESUME_STEPS}",
+                     f"--config.train.checkpoint_every={_RESUME_EVERY}",
+                     f"--config.train.eval_every={_RESUME_STEPS}",
+                     f"--config.train.log_every={_RESUME_EVERY}")
 
-  # Killed (SIGKILL) as soon as its first checkpoint is final.
-  victim = subprocess.Popen(_main_argv(mock_dir, killed, arg, *overrides),
-                            cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(mock_dir, tmp_path_factory):
+  """The workdir of `_RESUME_ARG` trained without interruption."""
+  full = str(tmp_path_factory.mktemp("full"))
+  proc = subprocess.run(
+      _main_argv(mock_dir, full, _RESUME_ARG, *_RESUME_OVERRIDES), cwd=ROOT,
+      env=_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return full
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_resume_after_kill_equals_uninterrupted_run(mock_dir, tmp_path, signum,
+                                                    uninterrupted_run):
+  arg, steps, every = _RESUME_ARG, _RESUME_STEPS, _RESUME_EVERY
+  overrides = _RESUME_OVERRIDES
+  full, killed = uninterrupted_run, str(tmp_path / "killed")
+
+  # Killed (SIGKILL) or stopped (SIGTERM) as soon as its first checkpoint is
+  # final.
+  err_path = tmp_path / "stderr.txt"
+  with open(err_path, "w") as err:  # A file: a full pipe would block it.
+    victim = subprocess.Popen(_main_argv(mock_dir, killed, arg, *overrides),
+                              cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                              stderr=err)
   first = os.path.join(killed, "checkpoints", str(every))
   deadline = time.time() + 240
   while not os.path.isdir(first) and victim.poll() is None:
     assert time.time() < deadline, "no checkpoint appeared"
     time.sleep(0.01)
-  victim.send_signal(signal.SIGKILL)
-  victim.wait()
-  assert victim.returncode == -signal.SIGKILL, "finished before the kill"
+  victim.send_signal(signum)
+  victim.wait(timeout=120)
+  stderr = err_path.read_text()
   assert not os.path.exists(os.path.join(killed, "results.json"))
+  if signum == signal.SIGKILL:
+    assert victim.returncode == -signal.SIGKILL, "finished before the kill"
+    resume_step = None
+  else:  # A clean stop: the step under way is checkpointed and logged.
+    assert victim.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    match = re.search(r"stopped by SIGTERM after step (\d+); checkpoint "
+                      r"saved", stderr)
+    assert match, stderr[-3000:]
+    resume_step = int(match.group(1))
+    assert every <= resume_step < steps
+    assert _checkpoint_steps(killed)[-1] == resume_step
+    with open(os.path.join(killed, "metrics.jsonl")) as f:
+      last = [json.loads(line) for line in f][-1]
+    assert last["step"] == resume_step and last["run_time_s"] > 0
 
   proc = subprocess.run(_main_argv(mock_dir, killed, arg, *overrides),
                         cwd=ROOT, env=_env(), capture_output=True, text=True,
@@ -536,6 +567,8 @@ def test_resume_after_kill_equals_uninterrupted_run(mock_dir, tmp_path):
   with open(os.path.join(killed, "results.json")) as f:
     got = json.load(f)
   assert 0 < got["resumed_from_step"] < steps
+  if resume_step is not None:
+    assert got["resumed_from_step"] == resume_step
   assert got["steps"] == want["steps"] == steps
   assert got["test_error"] == want["test_error"]
   assert got["test_loss"] == want["test_loss"]
