@@ -65,8 +65,7 @@ def time_steps(spec: str, *, seeds: int, steps: int, warmup: int,
   train.validate_config(config)
   with tempfile.TemporaryDirectory() as tmp:
     dirs = {s: os.path.join(tmp, f"s{s}") for s in range(seeds)}
-    axis, workdirs = train._check_workdirs(dirs)  # pylint: disable=protected-access
-    run = train._start_run(config, axis, workdirs)  # pylint: disable=protected-access
+    run = train.start_run(config, dirs)
     state = run.state
     times, before = [], None
     for i in range(warmup + steps):

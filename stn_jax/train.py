@@ -658,7 +658,7 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
       print(f"already finished: test error {r['test_error']:.2f}% ({d})",
             flush=True)
     return finished
-  run = _start_run(config, axis, dirs)
+  run = start_run(config, dict(zip(axis.seeds, dirs)))
   state, evaluation, timing = _train_loop(config, run)
   final_step = int(np.asarray(state.step).reshape(-1)[0])
   if evaluation is None:  # Resumed at the end already: evaluate the final state.
@@ -672,8 +672,12 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
                         start_time=start_time, timing=timing)
 
 
-class _Run(NamedTuple):
-  """What a run's loop, evaluation and records share (`_start_run`)."""
+class Run(NamedTuple):
+  """A started run (`start_run`): what its loop, evaluation and records
+  share. `batch_fn(step, train_images, train_labels) -> batch` and
+  `step_fn(state, batch) -> (state, metrics)` are the jitted data and
+  train steps; `state` is the restored or new state (the seed axis leads
+  every leaf when `axis.stacked`)."""
   axis: SeedAxis
   dirs: list
   mesh: Mesh
@@ -699,9 +703,24 @@ class _Run(NamedTuple):
     return self.prior_run_time + time.time() - self.started
 
 
-def _start_run(config, axis: SeedAxis, dirs) -> _Run:
-  """Devices, data, model, restored-or-new state, step functions, writers."""
+def start_run(config: ml_collections.ConfigDict,
+              workdirs: Mapping[int, str]) -> Run:
+  """Everything a run needs before its first step, without taking one.
+
+  Devices, data, model, the state (restored from the workdirs' latest
+  common checkpoint, or new), the jitted step functions and the metric
+  writers. `train_and_evaluate_seeds` runs the loop on it; tools that drive
+  the steps themselves (`benchmarks.allocator`) start here.
+
+  Args:
+    config: a validated config (`validate_config`).
+    workdirs: seed -> output folder (distinct folders; created if missing).
+
+  Returns:
+    The `Run`.
+  """
   started = time.time()
+  axis, dirs = _check_workdirs(workdirs)
   t = config.train
   mesh = make_mesh()
   _check_devices(t, int(mesh.devices.size))
@@ -741,7 +760,7 @@ def _start_run(config, axis: SeedAxis, dirs) -> _Run:
                                writers, is_main=is_main)
   prior = writers_lib.read_run_time(
       os.path.join(dirs[0], writers_lib.METRICS_FILE), start_step)
-  return _Run(axis, dirs, mesh, data, model, managers, state, start_step,
+  return Run(axis, dirs, mesh, data, model, managers, state, start_step,
               num_params, batch_fn, step_fn, evaluate_fn, writers, is_main,
               started, prior)
 
@@ -782,7 +801,7 @@ class _Timing(NamedTuple):
   trained_steps: int
 
 
-def _train_loop(config, run: _Run) -> tuple:
+def _train_loop(config, run: Run) -> tuple:
   """Steps `run.start_step` .. `train.num_steps`: logs, checkpoints and
   evaluates on schedule; returns `(state, last evaluation or None,
   _Timing)`. On SIGTERM it finishes the step, logs and checkpoints it and
@@ -846,7 +865,7 @@ def _train_loop(config, run: _Run) -> tuple:
   return state, evaluation, _Timing(train_time, trained_steps)
 
 
-def _save_transforms_pngs(config, run: _Run, state) -> None:
+def _save_transforms_pngs(config, run: Run, state) -> None:
   """Each seed's `transforms.png` (ST models, main process)."""
   if (config.model.name in models.ST_MODELS and config.num_transform_examples
       and run.is_main):
@@ -858,7 +877,7 @@ def _save_transforms_pngs(config, run: _Run, state) -> None:
           align_corners=config.model.align_corners)
 
 
-def _write_results(config, run: _Run, evaluation, *, final_step: int,
+def _write_results(config, run: Run, evaluation, *, final_step: int,
                    start_time: float, timing: _Timing) -> list[dict]:
   """Each seed's results dict, written to its `results.json` and printed."""
   all_results = []

@@ -382,7 +382,7 @@ def test_real_mnist_fcn_learns(tmp_path):
 
 
 _TWO_DEVICES = textwrap.dedent("""
-    import json
+    import json, sys
     import jax, jax.numpy as jnp, numpy as np
     from flax.training import train_state
     from configs import distorted_mnist
@@ -394,6 +394,7 @@ _TWO_DEVICES = textwrap.dedent("""
     labels = rng.integers(0, 10, (64,)).astype(np.int32)
     init_key, data_key, distort_key = jax.random.split(jax.random.key(0), 3)
     out = {}
+    wanted = sys.argv[1].split(",")  # The names below to train.
     for name, arg, kernels, n, micro in (
         ("st_xla1", "r,st_cnn,affine", "xla", 1, None),
         ("st_xla2", "r,st_cnn,affine", "xla", 2, None),
@@ -403,6 +404,8 @@ _TWO_DEVICES = textwrap.dedent("""
         ("st1", "r,st_cnn,affine", "fast", 1, None),
         ("st2", "r,st_cnn,affine", "fast", 2, None),
         ("st2m", "r,st_cnn,affine", "fast", 2, 4)):
+      if name not in wanted:
+        continue
       cfg = distorted_mnist.get_config(arg + ",smoke")
       cfg.train.batch_size = 8
       cfg.train.micro_batch_size = micro
@@ -438,20 +441,26 @@ _TWO_DEVICES = textwrap.dedent("""
 """)
 
 
+# The pairs compared train in three subprocesses, so that the parallel test
+# workers share the compile time.
 @pytest.mark.slow
-def test_two_devices_and_micro_batches_give_the_same_loss_as_one():
+@pytest.mark.parametrize("pairs", [
+    (("st_xla1", "st_xla2"),),
+    (("cnn1", "cnn2"), ("cnn1", "cnn2m")),
+    (("st1", "st2"), ("st1", "st2m"))], ids=["st_xla", "cnn", "st"])
+def test_two_devices_and_micro_batches_give_the_same_loss_as_one(pairs):
+  names = sorted({n for pair in pairs for n in pair})
   proc = subprocess.run(
-      [sys.executable, "-c", _TWO_DEVICES], cwd=ROOT, capture_output=True,
-      text=True, timeout=600,
+      [sys.executable, "-c", _TWO_DEVICES, ",".join(names)], cwd=ROOT,
+      capture_output=True, text=True, timeout=600,
       env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"))
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
   out = json.loads(line[len("RESULT"):])
+  assert sorted(out) == names
   # "...2m": two devices, the batch of 8 in micro-batches of 4; "st...": the
   # ST-CNN with its default fast kernels (fused transformer, fast convs).
-  for one_key, two_key in (("st_xla1", "st_xla2"), ("cnn1", "cnn2"),
-                           ("cnn1", "cnn2m"), ("st1", "st2"),
-                           ("st1", "st2m")):
+  for one_key, two_key in pairs:
     one, two = out[one_key], out[two_key]
     assert np.all(np.isfinite(one["losses"]))
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
@@ -520,7 +529,8 @@ def uninterrupted_run(mock_dir, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM],
+                         ids=["SIGKILL", "SIGTERM"])
 def test_resume_after_kill_equals_uninterrupted_run(mock_dir, tmp_path, signum,
                                                     uninterrupted_run):
   arg, steps, every = _RESUME_ARG, _RESUME_STEPS, _RESUME_EVERY
