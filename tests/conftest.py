@@ -1,6 +1,6 @@
 """Shared pytest set-up: real MNIST is prepared once before parallel workers.
 
-`scripts/test.sh` runs the suite in two pytest-xdist workers. On a fresh
+`scripts/test.sh` runs the suite in pytest-xdist workers. On a fresh
 machine the first test that reads real MNIST has TensorFlow Datasets prepare
 it in its data folder; two workers doing that at once would race on the
 folder, so the controlling process prepares it before the workers start.
