@@ -658,7 +658,7 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
       print(f"already finished: test error {r['test_error']:.2f}% ({d})",
             flush=True)
     return finished
-  run = start_run(config, dict(zip(axis.seeds, dirs)))
+  run = start_run(config, workdirs)
   state, evaluation, timing = _train_loop(config, run)
   final_step = int(np.asarray(state.step).reshape(-1)[0])
   if evaluation is None:  # Resumed at the end already: evaluate the final state.
@@ -813,6 +813,7 @@ def _train_loop(config, run: Run) -> tuple:
   trained_steps = 0
   interval = _Interval()
   evaluation = None
+  stopping = False
   with stop_signal.StopOnSignal() as stop:
     for step in range(run.start_step, t.num_steps):
       step_start = time.time()
@@ -855,13 +856,13 @@ def _train_loop(config, run: Run) -> tuple:
         if row:
           w.write_scalars(done, row)
       if stopping:
-        for m in run.managers:
-          m.wait_until_finished()
-        for w in run.writers:
-          w.flush()
-        raise stop_signal.StoppedBySignal(done, stop.requested, run.dirs)
+        break
   for m in run.managers:
     m.wait_until_finished()
+  if stopping:
+    for w in run.writers:
+      w.flush()
+    raise stop_signal.StoppedBySignal(done, stop.requested, run.dirs)
   return state, evaluation, _Timing(train_time, trained_steps)
 
 

@@ -4,8 +4,6 @@ import os
 import signal
 import threading
 
-import pytest
-
 from stn_jax import stop_signal
 
 
@@ -39,5 +37,3 @@ def test_stopped_by_signal_says_where_and_exits_like_a_shell():
   assert error.exit_code == 143
   assert "stopped by SIGTERM after step 1234" in str(error)
   assert "/a, /b" in str(error)
-  with pytest.raises(stop_signal.StoppedBySignal):
-    raise error
