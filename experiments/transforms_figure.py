@@ -22,6 +22,7 @@ import numpy as np
 from configs import distorted_mnist
 from stn_jax import input_pipeline as data_lib
 from stn_jax import distortions
+from stn_jax import models
 from stn_jax import train
 
 DISTORTIONS = ("r", "rts", "p", "e", "tc")
@@ -43,8 +44,7 @@ def restore_params(workdir: str, config):
 
 def rectify(model, params, images) -> np.ndarray:
   """The transformer's outputs `[n, h, w, 1]` for `images [n, S, S, 1]`."""
-  out, _, _ = model.apply({"params": params}, jnp.asarray(images),
-                          method=model.transform_input)
+  out, _, _ = models.transform_input(model, params, jnp.asarray(images))
   return np.asarray(out)
 
 

@@ -575,10 +575,38 @@ def build_model(model_cfg, *, canvas_size: int) -> nn.Module:
       warp=kernels.warp)
 
 
-def init_params(model: nn.Module, key, *, canvas_size: int, channels: int = 1):
-  """Initial parameters for `[B, canvas_size, canvas_size, channels]` inputs."""
-  x = jnp.zeros((1, canvas_size, canvas_size, channels), jnp.float32)
+# Jitted, the model a static argument: flax's eager `init` compiles each op of
+# the forward pass on its own (~180 XLA compiles, 20-40 s of a run's start).
+@functools.partial(jax.jit, static_argnums=0)
+def _init(model: nn.Module, key, x):
   return model.init(key, x)["params"]
+
+
+def init_params(model: nn.Module, key, *, canvas_size: int, channels: int = 1):
+  """Initial parameters for `[B, canvas_size, canvas_size, channels]` inputs.
+
+  Compiled once per model and input shape (the model must be hashable, as
+  flax modules with tuple fields are); the same values as `model.init`.
+  """
+  x = jnp.zeros((1, canvas_size, canvas_size, channels), jnp.float32)
+  return _init(model, key, x)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def transform_input(model: nn.Module, params, images):
+  """An ST model's transformer on `images`, compiled once per model and shape.
+
+  Args:
+    model: an ST model (`SpatialTransformerClassifier`; hashable, static).
+    params: its parameters (one seed's pytree).
+    images: `[B, S, S, C]` float inputs in [0, 1].
+
+  Returns:
+    `(output [B, h, w, C], grid [B, h, w, 2], theta [B, P])`, as
+    `model.apply({"params": params}, images, method=model.transform_input)`.
+  """
+  return model.apply({"params": params}, images,
+                     method=model.transform_input)
 
 
 def count_params(params) -> int:

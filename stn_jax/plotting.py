@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import stn_jax
+from stn_jax import models
 
 
 def save_transforms_png(path: str, model, params, images, *,
@@ -26,8 +27,7 @@ def save_transforms_png(path: str, model, params, images, *,
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  out, grid, _ = model.apply({"params": params}, jnp.asarray(images),
-                             method=model.transform_input)
+  out, grid, _ = models.transform_input(model, params, jnp.asarray(images))
   out, grid = np.asarray(out), np.asarray(grid)
   n, size = len(images), images.shape[1]
   fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 2.9), squeeze=False)

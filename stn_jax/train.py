@@ -772,8 +772,7 @@ def _make_run_eval(config, model, eval_fn, data, mesh, axis: SeedAxis,
   # Test inputs shown beside the transformer's outputs, in TensorBoard.
   shown = (data.x_test[:config.num_transform_examples]
            if config.model.name in models.ST_MODELS and is_main else None)
-  transform_fn = (jax.jit(lambda params, x: model.apply(
-      {"params": params}, x, method=model.transform_input)[0])
+  transform_fn = (functools.partial(models.transform_input, model)
                   if shown is not None and len(shown) else None)
 
   def run_eval(state, step):
@@ -787,7 +786,7 @@ def _make_run_eval(config, model, eval_fn, data, mesh, axis: SeedAxis,
                    "examples", step, s, r["test_error"], r["test_loss"],
                    len(data.x_test))
       if transform_fn is not None:
-        out = transform_fn(axis.take(state.params, i), shown)
+        out, _, _ = transform_fn(axis.take(state.params, i), shown)
         w.write_images(step, {"transformer": writers_lib.transforms_grid(
             shown, np.asarray(out))})
     return per
