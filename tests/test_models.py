@@ -15,9 +15,7 @@ ST_TRANSFORMS = ("affine", "attention", "projective", "tps")
 
 
 def _init(model, canvas):
-  # jit: eager flax init/apply dispatch op by op and is slow on CPU.
-  return jax.jit(lambda k: models.init_params(model, k, canvas_size=canvas))(
-      jax.random.key(0))
+  return models.init_params(model, jax.random.key(0), canvas_size=canvas)
 
 
 def _model(arg):
@@ -64,6 +62,32 @@ def test_param_counts_match_within_10_percent_per_family(dist):
     low, high = min(counts.values()), max(counts.values())
     assert high <= 1.1 * low, counts
     assert budget[0] <= low and high <= budget[1], counts
+
+
+def test_init_params_equals_flax_eager_init():
+  model, _, canvas = _model("r,fcn")  # Few ops: the eager reference is cheap.
+  key = jax.random.key(7)
+  params = models.init_params(model, key, canvas_size=canvas)
+  expected = model.init(key, jnp.zeros((1, canvas, canvas, 1)))["params"]
+  assert jax.tree.structure(params) == jax.tree.structure(expected)
+  for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(got, want)
+
+
+def test_transform_input_is_the_models_transformer():
+  model, _, canvas = _model("rts,st_fcn,projective")
+  params = _init(model, canvas)
+  # Away from the identity, so that the grid depends on the parameters.
+  params = jax.tree.map(lambda p: p + 0.01, params)
+  x = jax.random.uniform(jax.random.key(1), (2, canvas, canvas, 1))
+  got = models.transform_input(model, params, x)
+  want = jax.jit(lambda p, x: model.apply(
+      {"params": p}, x, method=model.transform_input))(params, x)
+  half = canvas // 2
+  assert [g.shape for g in got] == [(2, half, half, 1), (2, half, half, 2),
+                                    (2, 8)]
+  for g, w in zip(got, want):
+    np.testing.assert_array_equal(g, w)
 
 
 def test_count_params_matches_init():
