@@ -192,7 +192,7 @@ def test_tps_models_build_and_smooth_with_regularization(kernels):
         lambda path, x: x + 0.1 * jax.random.normal(
             jax.random.PRNGKey(len(path)), x.shape), params)
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 28, 28, 1))
-    out = model.apply({"params": params}, x)
+    out = jax.jit(model.apply)({"params": params}, x)
     assert out.shape == (2, 10) and np.all(np.isfinite(out))
     outputs.append(np.asarray(out))
   assert np.abs(outputs[0] - outputs[1]).max() > 1e-4

@@ -83,13 +83,14 @@ def test_gradients_reach_the_localizer():
   x = _images((4, 16, 16, 1))
   labels = jnp.arange(4) % 10
   net = Net()
-  params = net.init(jax.random.key(0), x)["params"]
+  params = jax.jit(net.init)(jax.random.key(0), x)["params"]
 
   def loss(params):
     logits = net.apply({"params": params}, x)
     return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), labels])
 
-  grads = jax.grad(loss)(params)
+  # Jitted: op by op, each primitive compiles on its own (slow on CPU).
+  grads = jax.jit(jax.grad(loss))(params)
   st = grads["SpatialTransformer_0"]
   # theta's kernel sees the localiser's features; a zero kernel at init
   # passes no gradient further down, so check with a small kernel too.
@@ -101,7 +102,7 @@ def test_gradients_reach_the_localizer():
   moved = jax.tree.map(lambda p: p, params)
   moved["SpatialTransformer_0"]["theta"]["kernel"] = 0.01 * jax.random.normal(
       jax.random.key(1), kernel.shape)
-  grads = jax.grad(loss)(moved)
+  grads = jax.jit(jax.grad(loss))(moved)
   # Built inside Net's compact method, the localiser is Net's child (flax).
   loc = grads["Localizer_0"]
   assert all(np.abs(g).max() > 0 for g in jax.tree.leaves(loc))
@@ -114,10 +115,10 @@ def test_standalone_layer_owns_its_localizer_and_trains_it():
   params = st.init(jax.random.key(0), x)["params"]
   assert set(params) == {"localizer", "theta"}
   loss = lambda p: jnp.mean((st.apply({"params": p}, x) - target) ** 2)
-  grads = jax.grad(loss)(params)
+  grads = jax.jit(jax.grad(loss))(params)
   assert np.abs(grads["theta"]["kernel"]).max() > 0
   moved = jax.tree.map(lambda p, g: p - 0.01 * g, params, grads)
-  grads = jax.grad(loss)(moved)
+  grads = jax.jit(jax.grad(loss))(moved)
   assert all(np.abs(g).max() > 0 for g in jax.tree.leaves(grads["localizer"]))
 
 

@@ -134,7 +134,7 @@ def test_smoke_end_to_end_on_mock_data(mock_dir, tmp_path, monkeypatch):
   assert config.model.transform == "tps" and config.seed == 0
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=mock_dir):
     x_test, y_test = _test_set(cfg)
-  logits = model.apply({"params": params}, x_test)
+  logits = jax.jit(model.apply)({"params": params}, x_test)
   error = 100.0 * np.mean(np.argmax(logits, -1) != y_test)
   np.testing.assert_allclose(error, results["test_error"], atol=1e-4)
   # A record written before later config keys existed (as in the ablation
@@ -151,8 +151,7 @@ def test_smoke_end_to_end_on_mock_data(mock_dir, tmp_path, monkeypatch):
   old_config, _, old_params = train.load_trained(old)
   assert old_config == config
   jax.tree.map(np.testing.assert_array_equal, old_params, params)
-  out, grid, _ = model.apply({"params": params}, x_test[:2],
-                             method=model.transform_input)
+  out, grid, _ = models.transform_input(model, params, x_test[:2])
   assert out.shape == (2, 21, 21, 1) and grid.shape == (2, 21, 21, 2)
 
   # Same workdir again: a finished run says so and leaves its files alone.
@@ -737,7 +736,8 @@ def test_evaluate_matches_numpy_with_padding(num_seeds):
                                         jax.sharding.PartitionSpec("data"))
   got = train.evaluate(eval_fn, state, x, y, batch_size=4, sharding=sharding)
   for i, st in enumerate(states):
-    logits = np.asarray(model.apply({"params": st.params}, x), np.float64)
+    logits = np.asarray(jax.jit(model.apply)({"params": st.params}, x),
+                        np.float64)
     logp = logits - logits.max(1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(1, keepdims=True))
     want_loss = -logp[np.arange(10), y].mean()
