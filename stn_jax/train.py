@@ -844,9 +844,6 @@ def _train_loop(config, run: Run) -> tuple:
           if run_time is not None:  # Read back by a later resume.
             row["run_time_s"] = run_time
         interval = _Interval()
-      if itstime(done, t.checkpoint_every, t.num_steps) or stopping:
-        for i, m in enumerate(run.managers):
-          checkpoints.save(m, done, axis.take(state, i))
       if itstime(done, t.eval_every, t.num_steps):
         evaluation = run.evaluate(state, done)
         for row, r in zip(rows, evaluation):
@@ -854,6 +851,11 @@ def _train_loop(config, run: Run) -> tuple:
       for w, row in zip(run.writers, rows):
         if row:
           w.write_scalars(done, row)
+      # After the step's row: a run killed once this checkpoint exists
+      # resumes after the step, so its row (and evaluation) must be written.
+      if itstime(done, t.checkpoint_every, t.num_steps) or stopping:
+        for i, m in enumerate(run.managers):
+          checkpoints.save(m, done, axis.take(state, i))
       if stopping:
         break
   for m in run.managers:

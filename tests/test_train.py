@@ -84,6 +84,34 @@ def mock_dir(tmp_path_factory):
                                       train=MOCK_EXAMPLES, test=MOCK_EXAMPLES)
 
 
+def test_a_checkpointed_step_has_its_metrics_row_already(mock_dir, tmp_path,
+                                                         monkeypatch):
+  # A run killed once a checkpoint exists resumes after that step and never
+  # writes its row again: the row, evaluation included, must come first.
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from stn_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv("STN_JAX_MNIST_DIR", raising=False)
+  cfg = distorted_mnist.get_config("r,fcn,smoke")
+  cfg.data.data_dir = mock_dir
+  workdir = str(tmp_path / "run")
+  rows_at_save = {}
+  save = checkpoints.save
+
+  def recording_save(manager, step, state):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      rows_at_save[step] = {json.loads(line)["step"]: json.loads(line)
+                            for line in f}.get(step)
+    save(manager, step, state)
+
+  monkeypatch.setattr(checkpoints, "save", recording_save)
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=mock_dir):
+    train.train_and_evaluate(cfg, workdir)
+  # smoke: checkpoints at steps 2 and 4, the evaluation at 4.
+  assert sorted(rows_at_save) == [2, 4]
+  assert rows_at_save[2] is not None and "train_loss" in rows_at_save[2]
+  assert rows_at_save[4] is not None and "test_error" in rows_at_save[4]
+
+
 @pytest.mark.slow
 def test_smoke_end_to_end_on_mock_data(mock_dir, tmp_path, monkeypatch):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
