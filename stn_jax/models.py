@@ -576,7 +576,7 @@ def build_model(model_cfg, *, canvas_size: int) -> nn.Module:
 
 
 # Jitted, the model a static argument: flax's eager `init` compiles each op of
-# the forward pass on its own (~180 XLA compiles, 20-40 s of a run's start).
+# the forward pass on its own (~150 XLA compiles, 20-40 s of a run's start).
 @functools.partial(jax.jit, static_argnums=0)
 def _init(model: nn.Module, key, x):
   return model.init(key, x)["params"]
