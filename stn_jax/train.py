@@ -932,9 +932,9 @@ def load_trained(workdir: str) -> tuple:
   `ADDED_KEYS`), the parameters from its latest checkpoint
   (`stn_jax.checkpoints.restore_latest`). `model.apply({"params": params},
   images)` gives logits for `[B, S, S, 1]` float images in [0, 1] (S =
-  `config.distortion.canvas_size`); for an ST model,
-  `model.apply({"params": params}, images, method=model.transform_input)`
-  gives `(transformer output, grid, theta)`.
+  `config.distortion.canvas_size`; jit it: eagerly each op compiles on its
+  own); for an ST model, `models.transform_input(model, params, images)`
+  gives `(transformer output, grid, theta)`, jitted.
 
   Raises:
     FileNotFoundError: no `results.json` (the run has not finished) or no

@@ -153,8 +153,7 @@ def test_avg_pool_downsampling_at_identity_is_the_pooled_input(name):
   model = models.build_model(cfg.model, canvas_size=42)
   x = jax.random.uniform(jax.random.key(2), (2, 42, 42, 1))
   params = _init(model, 42)
-  out, grid, _ = jax.jit(lambda p, x: model.apply(
-      {"params": p}, x, method=model.transform_input))(params, x)
+  out, grid, _ = models.transform_input(model, params, x)
   # The identity grid at full size (align_corners) reads every pixel; the
   # classifier then sees the mean of each 2x2 block.
   assert grid.shape == (2, 42, 42, 2)

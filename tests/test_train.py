@@ -99,8 +99,7 @@ def test_a_checkpointed_step_has_its_metrics_row_already(mock_dir, tmp_path,
 
   def recording_save(manager, step, state):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      rows_at_save[step] = {json.loads(line)["step"]: json.loads(line)
-                            for line in f}.get(step)
+      rows_at_save[step] = {r["step"]: r for r in map(json.loads, f)}.get(step)
     save(manager, step, state)
 
   monkeypatch.setattr(checkpoints, "save", recording_save)
