@@ -112,6 +112,12 @@ GROUPS = {
     "p_fcn_width": [
         ("p,fcn,paper", "mom_h512", (0,)),
     ],
+    # TC FCN at its 400k width (108 units on the 60x60 canvas) underfits
+    # like P FCN (train error about the test error, ~17 % at 80k steps
+    # against the paper's 13.2): does a 256-unit width (990k) close it?
+    "tc_fcn_width": [
+        ("tc,fcn,paper", "mom_h256", (0,)),
+    ],
     # CNN-family readings at the fast protocol; queued, not yet run.
     "cnn_fast": [
         ("rts,st_cnn,affine,fast", "valid_full", (0,)),
