@@ -244,3 +244,61 @@ def test_committed_ablation_table_is_what_the_records_give(tmp_path):
                  check=True, capture_output=True)
   with open(os.path.join(ROOT, "results", "ablations.md")) as f:
     assert out.read_text() == f.read()
+
+
+def test_grid_has_the_papers_layout(record):
+  # Rows: the paper's models; columns: R, RTS, P, E, TC; each entry the
+  # mean (the paper's number), n; bold where it misses paper + 0.3.
+  summary = report.summarize([_variant(record, seed=0, error=2.0),
+                              _variant(record, seed=1, error=2.2)])
+  lines = report.grid_lines(summary)
+  assert lines[2] == "| model | R | RTS | P | E | TC |"
+  assert lines[4] == ("| FCN | 2.10 (2.1), n=2 | - (5.2) | - (3.1) | - (3.2) "
+                      "| - (13.2) |")
+  # TC has no projective cell in the paper: blank, not "not run".
+  assert lines[7] == ("| ST-FCN projective | - (1.3) | - (0.9) | - (1.4) "
+                      "| - (2.6) |  |")
+  assert len([l for l in lines if l.startswith("| ")]) == 9  # Header + 8.
+  missed = report.summarize([_variant(record, seed=0, error=2.5)])
+  assert "| FCN | **2.50** (2.1), n=1 |" in "\n".join(report.grid_lines(missed))
+  # A protocol's older settings get no grid (they are superseded).
+  old = _variant(record, seed=0, error=2.0)
+  old["steps"] = 600
+  assert report.grid_lines(report.summarize([old])) == []
+
+
+def test_readme_grids_replace_only_the_marked_block(tmp_path, record):
+  _write(tmp_path / "runs", [_variant(record, seed=0, error=2.0)])
+  readme = tmp_path / "README.md"
+  before, after = "# Title\n\nText before.\n\n", "\n\nText after.\n"
+  readme.write_text(before + report.README_BEGIN + "\nstale table\n"
+                    + report.README_END + after)
+  command = [sys.executable, "-m", "experiments.report",
+             f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'out'}",
+             "--default_runs_from=", f"--readme={readme}"]
+  subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+  text = readme.read_text()
+  assert text.startswith(before + report.README_BEGIN + "\n")
+  assert text.endswith(report.README_END + after)
+  assert "stale table" not in text
+  assert "| FCN | 2.00 (2.1), n=1 |" in text
+  subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+  assert readme.read_text() == text  # Idempotent.
+  readme.write_text("no markers\n")
+  command[4] = f"--out_dir={tmp_path / 'out2'}"
+  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+  assert result.returncode != 0
+  assert "--readme" in result.stderr and "must hold the line" in result.stderr
+  assert readme.read_text() == "no markers\n"  # Left as it was.
+  assert not (tmp_path / "out2").exists()
+
+
+def test_committed_readme_grids_are_what_the_records_give(tmp_path):
+  readme = tmp_path / "README.md"
+  with open(os.path.join(ROOT, "README.md")) as f:
+    committed = f.read()
+  readme.write_text(committed)
+  subprocess.run([sys.executable, "-m", "experiments.report",
+                  f"--out_dir={tmp_path / 'out'}", f"--readme={readme}"],
+                 cwd=ROOT, check=True, capture_output=True)
+  assert readme.read_text() == committed
