@@ -61,6 +61,14 @@ LIKELY_CAUSES = {
         "ST-FCN affine on it meets its target (1.55 % against 1.5, 3 "
         "seeds), so the remaining gap is the plain FCN's capacity for P "
         "(docs/reproduction.md, 'Missed targets')",
+    ("paper", ("tc", "fcn", None)):
+        "underfitting at the 108-unit width that the ~400k-parameter reading "
+        "gives the 3,600-pixel TC canvas: train error on fresh distortions "
+        "16.4-16.9 % over the last 10k steps, about the test error, and the "
+        "second learning-rate drop (at 100k steps: 16.6-16.9 %) moved it by "
+        "at most 0.3, so more steps would not close it; a 256-unit TC FCN "
+        "(configs/ablations.py:tc_fcn_width) is training "
+        "(docs/reproduction.md, 'Missed targets')",
     ("fast", ("rts", "cnn", None)):
         "the budget (a fifth of the paper's): the model underfits, train "
         "error 0.9 % over the last 3k steps against 0.1 % for RTS ST-CNN "
