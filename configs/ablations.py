@@ -53,6 +53,11 @@ READINGS = {
     "mom_h401_avgpool": {"train.momentum": 0.9,
                          "model.classifier.hidden": "(401,401)",
                          "model.st_downsample_by": "avg_pool"},
+    # TC ST-FCN at its 400k width (245) with the localisation net at a
+    # tenth of the learning rate.
+    "mom_h245_loc0.1": {"train.momentum": 0.9,
+                        "model.classifier.hidden": "(245,245)",
+                        "train.localizer_lr_multiplier": 0.1},
     # The 400k widths of the R column: FCN 349, ST-FCN 331.
     "mom_h349": {"train.momentum": 0.9,
                  "model.classifier.hidden": "(349,349)"},
@@ -117,6 +122,12 @@ GROUPS = {
     # 9.61 % against 16.77 % at seed 0 (results/ablations.md).
     "tc_fcn_width": [
         ("tc,fcn,paper", "mom_h256", (0,)),
+    ],
+    # TC ST-FCN affine at the paper protocol, 3 seeds at the defaults: the
+    # train error rises from ~10 % at 6k steps to ~15 % at 27k (lr 0.01),
+    # in every seed: is the localisation net's learning rate too high?
+    "tc_st_fcn_loc": [
+        ("tc,st_fcn,affine,paper", "mom_h245_loc0.1", (0,)),
     ],
     # CNN-family readings at the fast protocol; queued, not yet run.
     "cnn_fast": [
