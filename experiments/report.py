@@ -355,8 +355,9 @@ def grid_lines(summary: dict) -> list[str]:
   rows = list(dict.fromkeys(
       (m, t) for _, m, t in paper_results.table1_cells()))
   for protocol in ("paper", "fast"):
+    current = current_settings(protocol)
     for (prot, device, settings), cells in sorted(summary.items()):
-      if prot != protocol or settings != current_settings(protocol):
+      if prot != protocol or settings != current:
         continue
       lines += [f"`{protocol}` protocol ({settings}; {device}): test error in "
                 "% over n seeds, the paper's number in brackets; **bold**: "
