@@ -290,12 +290,15 @@ def summarize(runs: list[dict]) -> dict:
   return out
 
 
+def _model_name(model: str, transform) -> str:
+  """"st_fcn", "affine" -> "ST-FCN affine"; "fcn", None -> "FCN"."""
+  label = model.upper().replace("_", "-")
+  return f"{label} {transform}" if transform else label
+
+
 def _cell_name(cell) -> str:
   dist, model, transform = cell
-  label = model.upper().replace("_", "-")
-  if transform:
-    label += f" {transform}"
-  return f"{dist.upper()} {label}"
+  return f"{dist.upper()} {_model_name(model, transform)}"
 
 
 def _target_lines(protocol: str, cells: dict) -> list[str]:
@@ -366,7 +369,7 @@ def grid_lines(summary: dict) -> list[str]:
                 "| model | " + " | ".join(d.upper() for d in dists) + " |",
                 "|---|" + "---|" * len(dists)]
       for model, transform in rows:
-        name = _cell_name(("", model, transform)).strip()
+        name = _model_name(model, transform)
         entries = [_grid_entry((d, model, transform),
                                cells.get((d, model, transform)))
                    if (d, model, transform) in paper_results.PAPER_ERRORS
@@ -496,7 +499,7 @@ def write_plot(summary: dict, path: str) -> None:
              width=0.4 / max(1, len(summary)), yerr=errs,
              label=f"{protocol}: {settings} ({device})")
     ax.set_xticks(list(xs))
-    ax.set_xticklabels([_cell_name(c)[len(dist) + 1:] for c in cells],
+    ax.set_xticklabels([_model_name(c[1], c[2]) for c in cells],
                        rotation=60, ha="right", fontsize=8)
     ax.set_title(dist.upper())
     ax.set_ylabel("test error (%)")
